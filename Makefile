@@ -1,0 +1,68 @@
+# Herald's one command surface. Every target runs on the pinned Node from tools/node.sh.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+NODE_BIN := $(shell bash tools/node.sh)
+ifeq ($(NODE_BIN),)
+$(error could not install Node; see the message above)
+endif
+export PATH := $(NODE_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
+NODE := node --conditions=herald-source
+GATEWAY := services/gateway/src/main.ts
+
+UNIT := 'packages/*/test/**/*.test.ts' 'services/*/test/unit/**/*.test.ts'
+INTEGRATION := 'services/*/test/integration/**/*.test.ts'
+BROWSER := 'services/*/test/browser/**/*.test.ts'
+
+.PHONY: help deps dev run check lint format types unit test integration browser docs docs-check bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+deps: node_modules/.stamp ## Install npm dependencies (pinned by package-lock.json)
+
+dev: deps ## One gateway on the embedded broker with the demo page (port HERALD_PORT, default 8080)
+	HERALD_DEMO=1 HERALD_RETRY_MS=$${HERALD_RETRY_MS:-1000} $(NODE) $(GATEWAY)
+
+run: deps ## One gateway exactly as the container runs it: every setting from HERALD_* variables
+	$(NODE) $(GATEWAY)
+
+check: lint types unit docs-check ## The fast loop: lint, types, unit tests
+
+lint: deps ## Biome lint and format check
+	biome check .
+
+format: deps ## Apply Biome's formatting and safe fixes
+	biome check --write .
+
+types: deps ## TypeScript type-check (no emit)
+	tsc -p .
+
+unit: deps ## Unit tests of the pure parts
+	$(NODE) --test --test-reporter=spec $(UNIT)
+
+integration: deps ## Gateway over real HTTP on port 0
+	$(NODE) --test --test-reporter=spec $(INTEGRATION)
+
+browser: deps ## A real Chromium (Debian's, installed by tools/chromium.sh) against the gateway
+	bash tools/chromium.sh >/dev/null
+	$(NODE) --test --test-reporter=spec --test-concurrency=1 $(BROWSER)
+
+test: check integration browser ## Everything; what CI runs
+
+docs: deps ## Regenerate the settings table in README.md
+	$(NODE) tools/settings-doc.ts --write
+
+docs-check: deps
+	$(NODE) tools/settings-doc.ts --check
+
+bench: deps ## Benchmarks against a raw node:http reference (results in .bench/results.json)
+	$(NODE) load-tests/bench/run.ts
+
+clean: ## Remove installed dependencies and benchmark output
+	rm -rf node_modules .bench

@@ -1,0 +1,79 @@
+/**
+ * Topic grammar (DESIGN §3): dot-separated tokens of `[A-Za-z0-9_-]`, at most 128 characters.
+ * A subscription pattern may also use NATS wildcards: `*` for exactly one token, `>` for one or
+ * more trailing tokens. Topic `a.b` travels on subject `herald.t.a.b`.
+ */
+export const MAX_TOPIC_LENGTH = 128;
+export const SUBJECT_PREFIX = 'herald.t.';
+
+const TOKEN = /^[A-Za-z0-9_-]+$/;
+
+export type TopicCheck = { readonly ok: true } | { readonly ok: false; readonly reason: string };
+
+function check(value: string, wildcards: boolean): TopicCheck {
+  if (value.length === 0) return { ok: false, reason: 'is empty' };
+  if (value.length > MAX_TOPIC_LENGTH)
+    return { ok: false, reason: `is longer than ${MAX_TOPIC_LENGTH} characters` };
+  const tokens = value.split('.');
+  for (let i = 0; i < tokens.length; i++) {
+    const token = tokens[i]!;
+    if (TOKEN.test(token)) continue;
+    if (wildcards && token === '*') continue;
+    if (wildcards && token === '>' && i === tokens.length - 1) continue;
+    if (token === '') return { ok: false, reason: 'has an empty token (leading, trailing or double dot)' };
+    if (!wildcards && (token === '*' || token === '>')) return { ok: false, reason: 'uses a wildcard' };
+    if (token === '>') return { ok: false, reason: "uses '>' before the last token" };
+    return { ok: false, reason: `token ${JSON.stringify(token)} has characters outside [A-Za-z0-9_-]` };
+  }
+  return { ok: true };
+}
+
+/** Checks a concrete topic, the kind one publishes to. */
+export function checkTopic(topic: string): TopicCheck {
+  return check(topic, false);
+}
+
+/** Checks a subscription pattern: a topic that may use `*` and a trailing `>`. */
+export function checkPattern(pattern: string): TopicCheck {
+  return check(pattern, true);
+}
+
+export function isWildcard(pattern: string): boolean {
+  return pattern.split('.').some((token) => token === '*' || token === '>');
+}
+
+export function topicToSubject(topic: string): string {
+  return SUBJECT_PREFIX + topic;
+}
+
+/** The topic of a subject, or undefined when the subject is not under `herald.t.`. */
+export function subjectToTopic(subject: string): string | undefined {
+  return subject.startsWith(SUBJECT_PREFIX) ? subject.slice(SUBJECT_PREFIX.length) : undefined;
+}
+
+/** A pattern compiled for matching: exact patterns compare strings, wildcard ones compare tokens. */
+export type CompiledPattern =
+  | { readonly kind: 'exact'; readonly pattern: string }
+  | { readonly kind: 'wildcard'; readonly pattern: string; readonly tokens: readonly string[] };
+
+/** Compiles a pattern that already passed `checkPattern`. */
+export function compilePattern(pattern: string): CompiledPattern {
+  return isWildcard(pattern)
+    ? { kind: 'wildcard', pattern, tokens: pattern.split('.') }
+    : { kind: 'exact', pattern };
+}
+
+/** Matches wildcard tokens against a topic's tokens, with NATS semantics. */
+export function matchTokens(pattern: readonly string[], topic: readonly string[]): boolean {
+  for (let i = 0; i < pattern.length; i++) {
+    const p = pattern[i];
+    if (p === '>') return topic.length > i;
+    if (i >= topic.length) return false;
+    if (p !== '*' && p !== topic[i]) return false;
+  }
+  return pattern.length === topic.length;
+}
+
+export function matches(pattern: CompiledPattern, topic: string): boolean {
+  return pattern.kind === 'exact' ? pattern.pattern === topic : matchTokens(pattern.tokens, topic.split('.'));
+}

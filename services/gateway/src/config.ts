@@ -1,0 +1,229 @@
+/**
+ * Every setting of the gateway, parsed once from `HERALD_*` environment variables by one schema
+ * and frozen. The README's settings table is generated from `settings` (`make docs`).
+ */
+
+interface IntSetting {
+  readonly type: 'int';
+  readonly key: string;
+  readonly default: number;
+  readonly min: number;
+  readonly max: number;
+  readonly doc: string;
+}
+interface StringSetting {
+  readonly type: 'string';
+  readonly key: string;
+  readonly default: string;
+  readonly pattern: RegExp;
+  readonly doc: string;
+}
+interface EnumSetting<V extends string = string> {
+  readonly type: 'enum';
+  readonly key: string;
+  readonly default: V;
+  readonly values: readonly V[];
+  readonly doc: string;
+}
+interface BoolSetting {
+  readonly type: 'bool';
+  readonly key: string;
+  readonly default: boolean;
+  readonly doc: string;
+}
+type Setting = IntSetting | StringSetting | EnumSetting | BoolSetting;
+
+const int = <K extends string>(key: K, def: number, min: number, max: number, doc: string) =>
+  ({ type: 'int', key, default: def, min, max, doc }) as const;
+const str = <K extends string>(key: K, def: string, pattern: RegExp, doc: string) =>
+  ({ type: 'string', key, default: def, pattern, doc }) as const;
+const oneOf = <K extends string, const V extends string>(key: K, def: V, values: readonly V[], doc: string) =>
+  ({ type: 'enum', key, default: def, values, doc }) as const;
+const bool = <K extends string>(key: K, def: boolean, doc: string) =>
+  ({ type: 'bool', key, default: def, doc }) as const;
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+
+export const settings = {
+  HERALD_HOST: str('host', '0.0.0.0', /^[0-9A-Za-z.:_-]{1,253}$/, 'Address to listen on.'),
+  HERALD_PORT: int(
+    'port',
+    8080,
+    0,
+    65535,
+    'TCP port for streams, publishes and probes (0 picks a free port).',
+  ),
+  HERALD_BROKER: oneOf(
+    'broker',
+    'memory',
+    ['memory'],
+    'Event broker. `memory`: embedded, one process, history lost on restart.',
+  ),
+  HERALD_RELEASE_VERSION: str(
+    'releaseVersion',
+    'dev',
+    /^[A-Za-z0-9._-]{1,63}$/,
+    'Version this gateway reports in `X-Release-Version`.',
+  ),
+  HERALD_HEARTBEAT_MS: int(
+    'heartbeatMs',
+    15 * SECOND,
+    1000,
+    5 * MINUTE,
+    'A comment is sent on streams that wrote nothing for this long (ms).',
+  ),
+  HERALD_RETRY_MS: int(
+    'retryMs',
+    2 * SECOND,
+    0,
+    5 * MINUTE,
+    'Reconnection delay announced to clients with `retry:` (ms); jittered ±50% on drain.',
+  ),
+  HERALD_DRAIN_MS: int(
+    'drainMs',
+    10 * SECOND,
+    0,
+    10 * MINUTE,
+    'On SIGTERM, open streams are closed spread over this window (ms).',
+  ),
+  HERALD_RING_SIZE: int(
+    'ringSize',
+    4096,
+    16,
+    1_000_000,
+    'Recent events kept in memory per gateway for instant resumes.',
+  ),
+  HERALD_HISTORY_MAX_EVENTS: int(
+    'historyMaxEvents',
+    100_000,
+    1,
+    10_000_000,
+    'Embedded broker: events retained for resume.',
+  ),
+  HERALD_HISTORY_MAX_AGE_MS: int(
+    'historyMaxAgeMs',
+    HOUR,
+    SECOND,
+    30 * DAY,
+    'Embedded broker: age after which events are dropped (ms).',
+  ),
+  HERALD_DEDUPE_WINDOW_MS: int(
+    'dedupeWindowMs',
+    2 * MINUTE,
+    0,
+    DAY,
+    'A publish repeating an idempotency key within this window is stored once (ms).',
+  ),
+  HERALD_MAX_BODY_BYTES: int(
+    'maxBodyBytes',
+    1024 * 1024,
+    1024,
+    64 * 1024 * 1024,
+    'Largest publish request body (bytes).',
+  ),
+  HERALD_MAX_MESSAGE_BYTES: int(
+    'maxMessageBytes',
+    64 * 1024,
+    1,
+    16 * 1024 * 1024,
+    'Largest message `data`, UTF-8 encoded (bytes).',
+  ),
+  HERALD_MAX_BATCH: int('maxBatch', 100, 1, 10_000, 'Most messages in one publish request.'),
+  HERALD_MAX_TOPICS: int('maxTopics', 32, 1, 1024, 'Most topics (or patterns) on one stream.'),
+  HERALD_DEMO: bool('demo', false, 'Serve the demo page at `/`.'),
+  HERALD_LOG_LEVEL: oneOf(
+    'logLevel',
+    'info',
+    ['debug', 'info', 'warn', 'error'],
+    'Least severe log level written to stdout.',
+  ),
+} as const satisfies Record<string, Setting>;
+
+type Settings = typeof settings;
+type ValueOf<S> = S extends IntSetting
+  ? number
+  : S extends BoolSetting
+    ? boolean
+    : S extends { readonly type: 'enum'; readonly values: readonly (infer V)[] }
+      ? V
+      : string;
+
+export type Config = { readonly [N in keyof Settings as Settings[N]['key']]: ValueOf<Settings[N]> };
+
+/** A setting was unknown or invalid; the message names the variable and what it accepts. */
+export class ConfigError extends Error {
+  readonly variable: string;
+  constructor(variable: string, message: string) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+    this.variable = variable;
+  }
+}
+
+function parseOne(name: string, s: Setting, raw: string): unknown {
+  switch (s.type) {
+    case 'int': {
+      if (!/^(0|[1-9][0-9]*)$/.test(raw))
+        throw new ConfigError(name, `expected a whole number, got ${JSON.stringify(raw)}`);
+      const n = Number(raw);
+      if (n < s.min || n > s.max)
+        throw new ConfigError(name, `must be between ${s.min} and ${s.max}, got ${raw}`);
+      return n;
+    }
+    case 'bool':
+      if (raw === '1' || raw === 'true') return true;
+      if (raw === '0' || raw === 'false') return false;
+      throw new ConfigError(name, `expected 1, 0, true or false, got ${JSON.stringify(raw)}`);
+    case 'enum':
+      if (!s.values.includes(raw))
+        throw new ConfigError(name, `expected one of ${s.values.join(', ')}, got ${JSON.stringify(raw)}`);
+      return raw;
+    case 'string':
+      if (!s.pattern.test(raw))
+        throw new ConfigError(name, `must match ${s.pattern}, got ${JSON.stringify(raw)}`);
+      return raw;
+  }
+}
+
+/**
+ * Parses the environment. Unknown `HERALD_*` variables are errors too, because a misspelt
+ * setting silently falling back to its default is worse than not starting.
+ */
+export function parseConfig(env: Readonly<Record<string, string | undefined>>): Config {
+  for (const name of Object.keys(env)) {
+    if (name.startsWith('HERALD_') && !Object.hasOwn(settings, name)) {
+      throw new ConfigError(name, 'is not a Herald setting (see the settings table in README.md)');
+    }
+  }
+  const out: Record<string, unknown> = {};
+  for (const [name, s] of Object.entries(settings) as Array<[string, Setting]>) {
+    const raw = env[name];
+    out[s.key] = raw === undefined || raw === '' ? s.default : parseOne(name, s, raw);
+  }
+  return Object.freeze(out) as Config;
+}
+
+/** Defaults for every setting, with overrides: for tests and embedding. */
+export function defaultConfig(overrides: Partial<Config> = {}): Config {
+  return Object.freeze({ ...parseConfig({}), ...overrides });
+}
+
+/** The README table of settings, in Markdown. */
+export function settingsTable(): string {
+  const rows = Object.entries(settings).map(([name, s]: [string, Setting]) => {
+    const def = s.type === 'bool' ? (s.default ? '`1`' : '`0`') : `\`${s.default}\``;
+    const accepts =
+      s.type === 'int'
+        ? `${s.min}–${s.max}`
+        : s.type === 'enum'
+          ? s.values.map((v) => `\`${v}\``).join(', ')
+          : s.type === 'bool'
+            ? '`1`/`0`'
+            : `\`${s.pattern.source}\``;
+    return `| \`${name}\` | ${def} | ${accepts} | ${s.doc} |`;
+  });
+  return ['| Variable | Default | Accepts | Meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
+}

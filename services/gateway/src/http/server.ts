@@ -1,0 +1,126 @@
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import { formatCursor, HeraldError } from '@herald/protocol';
+import type { Broker } from '../broker/broker.ts';
+import type { Hub } from '../hub.ts';
+import { type PublishLimits, parsePublish } from '../publish.ts';
+import { readJson } from './body.ts';
+import { sendJson, sendProblem } from './problem.ts';
+import { openStream, type StreamOptions } from './stream.ts';
+
+export interface HandlerDeps {
+  readonly hub: Hub;
+  readonly broker: Broker;
+  readonly stream: StreamOptions;
+  readonly publish: PublishLimits & { readonly maxBodyBytes: number };
+  /** Retry-After for 503s, in seconds. */
+  readonly retryAfterSeconds: number;
+  /** The demo page, when enabled. */
+  readonly demoHtml: Buffer | undefined;
+  readonly onError: (err: unknown, context: string) => void;
+}
+
+type Route = (req: IncomingMessage, res: ServerResponse, query: URLSearchParams) => void | Promise<void>;
+
+/** The public port's request handler: routes, then turns every failure into problem+json. */
+export function createHandler(deps: HandlerDeps): RequestListener {
+  const { hub, broker } = deps;
+  const unavailable = (code: 'HERALD_DRAINING' | 'HERALD_BROKER_UNAVAILABLE', detail: string) =>
+    new HeraldError(code, detail, { extra: { retryAfter: deps.retryAfterSeconds } });
+
+  const routes: Record<string, Partial<Record<string, Route>>> = {
+    '/v1/stream': {
+      GET: (req, res, query) => {
+        if (hub.draining)
+          throw unavailable('HERALD_DRAINING', 'this gateway is draining; reconnect to another');
+        openStream(req, res, hub, deps.stream, query);
+      },
+    },
+    '/v1/publish': {
+      POST: async (req, res) => {
+        const type = req.headers['content-type'] ?? '';
+        if (!/^application\/json\s*(;|$)/i.test(type)) {
+          throw new HeraldError(
+            'HERALD_CONTENT_TYPE',
+            `Content-Type is ${JSON.stringify(type)}; send application/json`,
+          );
+        }
+        const body = await readJson(req, deps.publish.maxBodyBytes);
+        const key = req.headers['idempotency-key'];
+        const parsed = parsePublish(body, typeof key === 'string' ? key : undefined, deps.publish);
+        if (!broker.ready)
+          throw unavailable('HERALD_BROKER_UNAVAILABLE', 'the broker is not connected; retry later');
+        let acks: Awaited<ReturnType<Broker['publish']>>;
+        try {
+          acks = await broker.publish(parsed.messages);
+        } catch (cause) {
+          throw new HeraldError('HERALD_BROKER_UNAVAILABLE', 'the broker did not store the messages; retry', {
+            cause,
+            extra: { retryAfter: deps.retryAfterSeconds },
+          });
+        }
+        const epoch = broker.state().epoch;
+        const results = acks.map((a) => ({
+          id: formatCursor({ epoch, seq: a.seq }),
+          duplicate: a.duplicate,
+        }));
+        sendJson(res, 200, parsed.batch ? { results } : results[0]);
+      },
+    },
+    '/healthz': { GET: (_req, res) => sendJson(res, 200, { status: 'ok' }) },
+    '/readyz': {
+      GET: (_req, res) => {
+        const ready = broker.ready && !hub.draining;
+        sendJson(res, ready ? 200 : 503, {
+          status: ready ? 'ready' : 'not-ready',
+          broker: broker.ready ? 'connected' : 'disconnected',
+          draining: hub.draining,
+        });
+      },
+    },
+  };
+  if (deps.demoHtml !== undefined) {
+    const html = deps.demoHtml;
+    routes['/'] = {
+      GET: (_req, res) => {
+        res.writeHead(200, {
+          'Content-Type': 'text/html; charset=utf-8',
+          'Content-Length': html.length,
+          'Cache-Control': 'no-cache',
+          'Content-Security-Policy':
+            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+        });
+        res.end(html);
+      },
+    };
+  }
+
+  return (req, res) => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
+    const methods = routes[path];
+    const route = methods?.[req.method ?? ''];
+    const fail = (err: unknown) => {
+      if (!(err instanceof HeraldError)) deps.onError(err, `${req.method} ${path}`);
+      const headers: Record<string, string> = {};
+      if (err instanceof HeraldError && err.status === 503)
+        headers['Retry-After'] = String(deps.retryAfterSeconds);
+      // A refused body may still be arriving; close rather than read it all.
+      if (err instanceof HeraldError && err.status === 413) headers['Connection'] = 'close';
+      sendProblem(res, err, headers);
+    };
+    if (methods === undefined)
+      return fail(new HeraldError('HERALD_NOT_FOUND', `no endpoint at ${path.slice(0, 200)}`));
+    if (route === undefined) {
+      res.setHeader('Allow', Object.keys(methods).join(', '));
+      return fail(new HeraldError('HERALD_METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${path}`));
+    }
+    try {
+      const done = route(req, res, query);
+      if (done instanceof Promise) done.catch(fail);
+    } catch (err) {
+      fail(err);
+    }
+  };
+}

@@ -1,0 +1,384 @@
+import {
+  type CompiledPattern,
+  compilePattern,
+  encodeComment,
+  encodeFrame,
+  encodeIdOnly,
+  encodeRetry,
+  formatCursor,
+  matches,
+  matchTokens,
+  type ResetData,
+  type ResetReason,
+  SystemEvents,
+} from '@herald/protocol';
+import type { Broker, StoredEvent, StreamState } from './broker/broker.ts';
+import type { Clock } from './clock.ts';
+import { Limiter } from './limiter.ts';
+import { planResume } from './resume.ts';
+import { Ring } from './ring.ts';
+
+/**
+ * The fan-out core: which connection wants which topic, and getting each event's bytes to them.
+ * It knows neither HTTP nor the broker's wire protocol: sockets come in as `Sink`s and events as
+ * the broker's live feed. Each event is encoded once; the same Buffer goes to every subscriber,
+ * and everything due to one connection in one turn of the event loop is written with one call.
+ */
+
+/** Where a connection's bytes go: the HTTP adapter implements it over a socket. */
+export interface Sink {
+  write(chunk: Buffer): void;
+  /** Writes a last chunk, then closes. */
+  end(chunk: Buffer): void;
+}
+
+export type DisconnectReason = 'client' | 'drain' | 'error' | 'replaced';
+
+export interface HubOptions {
+  readonly clock: Clock;
+  /** Returns a float in [0, 1); injected so drain jitter is reproducible in tests. */
+  readonly random: () => number;
+  readonly heartbeatMs: number;
+  readonly retryMs: number;
+  readonly ringSize: number;
+  readonly releaseVersion: string;
+  /** Log replays running at once; the rest queue. Default 4. */
+  readonly replayConcurrency?: number;
+  /** Events fetched per replay round trip. Default 1000. */
+  readonly replayPage?: number;
+  readonly onError?: (err: unknown, context: string) => void;
+}
+
+const HEARTBEAT = Buffer.from(encodeComment());
+
+export class Connection {
+  static #ids = 0;
+  readonly id = ++Connection.#ids;
+  readonly sink: Sink;
+  readonly patterns: readonly CompiledPattern[];
+  readonly openedAt: number;
+  /** Highest sequence queued to this client: the cursor it will resume from. */
+  lastSeq = 0;
+  /** While a log replay runs, live events wait here instead of going out. */
+  pending: StoredEvent[] | undefined;
+  /** Bytes due in this turn, written together by the next flush. */
+  queue: Buffer | Buffer[] | undefined;
+  /** Something was queued since the last heartbeat tick. */
+  wrote = false;
+  closed = false;
+  events = 0;
+  bytes = 0;
+
+  constructor(sink: Sink, patterns: readonly CompiledPattern[], openedAt: number) {
+    this.sink = sink;
+    this.patterns = patterns;
+    this.openedAt = openedAt;
+  }
+}
+
+export interface OpenRequest {
+  /** Subscription patterns, already checked against the topic grammar. */
+  readonly topics: readonly string[];
+  /** The raw `Last-Event-ID` (or `lastEventId` query); parsed strictly here. */
+  readonly lastEventId: string | undefined;
+}
+
+export class Hub {
+  readonly #opts: Required<Omit<HubOptions, 'onError'>> & Pick<HubOptions, 'onError'>;
+  readonly #broker: Broker;
+  readonly #connections = new Set<Connection>();
+  readonly #exact = new Map<string, Set<Connection>>();
+  readonly #wildcards = new Map<string, { tokens: readonly string[]; conns: Set<Connection> }>();
+  readonly #replays: Limiter;
+  #ring: Ring;
+  #epoch: string;
+  #head: number;
+  #dirty: Connection[] = [];
+  #flushScheduled = false;
+  #heartbeat: unknown;
+  #unfollow: (() => void) | undefined;
+  #draining: Promise<void> | undefined;
+  #onEmpty: (() => void) | undefined;
+  readonly #opening: Buffer;
+
+  constructor(broker: Broker, opts: HubOptions) {
+    this.#opts = { replayConcurrency: 4, replayPage: 1000, ...opts };
+    this.#broker = broker;
+    this.#replays = new Limiter(this.#opts.replayConcurrency);
+    const state = broker.state();
+    this.#epoch = state.epoch;
+    this.#head = state.last;
+    this.#ring = new Ring(opts.ringSize, state.last);
+    this.#opening = Buffer.from(encodeRetry(opts.retryMs) + encodeComment(`herald ${opts.releaseVersion}`));
+  }
+
+  /** Starts following the broker and the heartbeat timer. */
+  start(): void {
+    this.#unfollow = this.#broker.follow({ event: (e) => this.#onEvent(e), reset: (s) => this.#onReset(s) });
+    this.#heartbeat = this.#opts.clock.setInterval(() => this.#tick(), this.#opts.heartbeatMs);
+  }
+
+  get size(): number {
+    return this.#connections.size;
+  }
+
+  get draining(): boolean {
+    return this.#draining !== undefined;
+  }
+
+  /** Log replays in progress. */
+  get replaying(): number {
+    return this.#replays.running;
+  }
+
+  /** Opens a stream: the opening lines, then a resume (or reset), then live events. */
+  open(sink: Sink, req: OpenRequest): Connection {
+    const c = new Connection(sink, req.topics.map(compilePattern), this.#opts.clock.now());
+    const state = this.#broker.state();
+    const head = this.#head;
+    const plan = planResume(req.lastEventId, {
+      epoch: this.#epoch,
+      first: state.first,
+      last: Math.max(state.last, head),
+      ringFloor: this.#ring.floor,
+    });
+    this.#enqueue(c, this.#opening);
+    switch (plan.kind) {
+      case 'fresh':
+        // Even a client that gets nothing before it drops then resumes from here.
+        c.lastSeq = head;
+        this.#enqueue(c, this.#idOnly(head));
+        break;
+      case 'reset':
+        this.#sendReset(c, plan.reason, plan.from === undefined ? null : formatCursor(plan.from));
+        break;
+      case 'ring':
+        c.lastSeq = plan.after;
+        for (const e of this.#ring.since(plan.after))
+          if (this.#wants(c, e.topic)) this.#deliver(c, e, this.#encode(e));
+        this.#moveTo(c, head);
+        break;
+      case 'log':
+        c.lastSeq = plan.after;
+        c.pending = [];
+        void this.#replayLog(c, head, formatCursor({ epoch: this.#epoch, seq: plan.after }));
+        break;
+    }
+    this.#register(c);
+    return c;
+  }
+
+  /** The client went away (or the adapter gave up on it). Idempotent. */
+  remove(c: Connection): void {
+    if (c.closed) return;
+    c.closed = true;
+    this.#unregister(c);
+  }
+
+  /** Closes one connection from the server side with a jittered `retry:`, so its client comes back later. */
+  close(c: Connection, _reason: DisconnectReason): void {
+    if (c.closed) return;
+    const retry = Buffer.from(
+      encodeRetry(Math.round(this.#opts.retryMs * (0.5 + this.#opts.random()))) + '\n',
+    );
+    const q = c.queue;
+    c.queue = undefined;
+    c.sink.end(q === undefined ? retry : Buffer.concat([...(Array.isArray(q) ? q : [q]), retry]));
+    this.remove(c);
+  }
+
+  /**
+   * Stops taking streams and closes the open ones spread uniformly over `windowMs`, so their
+   * clients reconnect elsewhere a few at a time. Resolves when none is left.
+   */
+  drain(windowMs: number): Promise<void> {
+    if (this.#draining !== undefined) return this.#draining;
+    this.#draining = new Promise<void>((resolve) => {
+      this.#onEmpty = resolve;
+      if (this.#connections.size === 0) resolve();
+    });
+    for (const c of this.#connections) {
+      const delay = Math.floor(this.#opts.random() * windowMs);
+      if (delay === 0) this.close(c, 'drain');
+      else this.#opts.clock.setTimeout(() => this.close(c, 'drain'), delay);
+    }
+    return this.#draining;
+  }
+
+  /** Stops timers and the live feed; closes whatever is still open at once. */
+  stop(): void {
+    this.#opts.clock.clearInterval(this.#heartbeat);
+    this.#unfollow?.();
+    for (const c of this.#connections) this.close(c, 'drain');
+    this.#flush();
+  }
+
+  #wants(c: Connection, topic: string): boolean {
+    return c.patterns.some((p) => matches(p, topic));
+  }
+
+  #encode(e: StoredEvent): Buffer {
+    return Buffer.from(
+      encodeFrame({ id: formatCursor({ epoch: this.#epoch, seq: e.seq }), event: e.event, data: e.data }),
+    );
+  }
+
+  /** Moves a client's cursor to `seq` with an id-only frame when no event already took it there. */
+  #moveTo(c: Connection, seq: number): void {
+    if (c.lastSeq >= seq) return;
+    c.lastSeq = seq;
+    this.#enqueue(c, this.#idOnly(seq));
+  }
+
+  #idOnly(seq: number): Buffer {
+    return Buffer.from(encodeIdOnly(formatCursor({ epoch: this.#epoch, seq })));
+  }
+
+  #sendReset(c: Connection, reason: ResetReason, from: string | null): void {
+    const state = this.#broker.state();
+    const data: ResetData = {
+      reason,
+      from,
+      oldest: state.first <= state.last ? formatCursor({ epoch: this.#epoch, seq: state.first }) : null,
+    };
+    const id = formatCursor({ epoch: this.#epoch, seq: this.#head });
+    this.#enqueue(c, Buffer.from(encodeFrame({ id, event: SystemEvents.reset, data: JSON.stringify(data) })));
+    c.lastSeq = this.#head;
+  }
+
+  async #replayLog(c: Connection, through: number, from: string): Promise<void> {
+    try {
+      await this.#replays.run(async () => {
+        while (c.lastSeq < through && !c.closed) {
+          const r = await this.#broker.replay({
+            after: c.lastSeq,
+            through,
+            patterns: c.patterns,
+            limit: this.#opts.replayPage,
+          });
+          if (r.kind === 'gone') {
+            this.#sendReset(c, 'expired', from);
+            return;
+          }
+          for (const e of r.events) this.#deliver(c, e, this.#encode(e), true);
+          c.lastSeq = Math.max(c.lastSeq, r.reached);
+        }
+      });
+    } catch (err) {
+      // The client reconnects with the cursor it has and tries again, perhaps on another pod.
+      this.#opts.onError?.(err, 'replay');
+      this.close(c, 'error');
+      return;
+    }
+    if (c.closed) return;
+    const pending = c.pending ?? [];
+    c.pending = undefined;
+    const reached = c.lastSeq;
+    this.#moveTo(c, Math.max(through, reached));
+    for (const e of pending) this.#deliver(c, e, this.#encode(e));
+  }
+
+  #register(c: Connection): void {
+    this.#connections.add(c);
+    for (const p of c.patterns) {
+      if (p.kind === 'exact') {
+        let set = this.#exact.get(p.pattern);
+        if (set === undefined) this.#exact.set(p.pattern, (set = new Set()));
+        set.add(c);
+      } else {
+        let w = this.#wildcards.get(p.pattern);
+        if (w === undefined) this.#wildcards.set(p.pattern, (w = { tokens: p.tokens, conns: new Set() }));
+        w.conns.add(c);
+      }
+    }
+  }
+
+  #unregister(c: Connection): void {
+    this.#connections.delete(c);
+    for (const p of c.patterns) {
+      const index = p.kind === 'exact' ? this.#exact : this.#wildcards;
+      const entry = index.get(p.pattern);
+      const set = entry instanceof Set ? entry : entry?.conns;
+      set?.delete(c);
+      if (set?.size === 0) index.delete(p.pattern);
+    }
+    if (this.#connections.size === 0) this.#onEmpty?.();
+  }
+
+  #onEvent(e: StoredEvent): void {
+    this.#head = e.seq;
+    this.#ring.push(e);
+    let frame: Buffer | undefined;
+    const exact = this.#exact.get(e.topic);
+    if (exact !== undefined) {
+      frame = this.#encode(e);
+      for (const c of exact) this.#deliver(c, e, frame);
+    }
+    if (this.#wildcards.size > 0) {
+      const tokens = e.topic.split('.');
+      for (const w of this.#wildcards.values()) {
+        if (!matchTokens(w.tokens, tokens)) continue;
+        frame ??= this.#encode(e);
+        for (const c of w.conns) this.#deliver(c, e, frame);
+      }
+    }
+  }
+
+  /** Queues one event to one client, once: a client matching it through several patterns gets it once. */
+  #deliver(c: Connection, e: StoredEvent, frame: Buffer, replay = false): void {
+    if (c.lastSeq >= e.seq) return;
+    if (c.pending !== undefined && !replay) {
+      c.pending.push(e);
+      return;
+    }
+    c.lastSeq = e.seq;
+    c.events++;
+    this.#enqueue(c, frame);
+  }
+
+  #onReset(state: StreamState): void {
+    this.#epoch = state.epoch;
+    this.#head = state.last;
+    this.#ring.clear(state.last);
+    for (const c of this.#connections) {
+      // A replay in flight belongs to the old stream; the client reconnects and is told then.
+      if (c.pending !== undefined) this.close(c, 'replaced');
+      else this.#sendReset(c, 'epoch', null);
+    }
+  }
+
+  #enqueue(c: Connection, chunk: Buffer): void {
+    c.wrote = true;
+    const q = c.queue;
+    if (q === undefined) {
+      c.queue = chunk;
+      this.#dirty.push(c);
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        setImmediate(() => this.#flush());
+      }
+    } else if (Array.isArray(q)) q.push(chunk);
+    else c.queue = [q, chunk];
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    const dirty = this.#dirty;
+    this.#dirty = [];
+    for (const c of dirty) {
+      const q = c.queue;
+      if (q === undefined || c.closed) continue;
+      c.queue = undefined;
+      const chunk = Array.isArray(q) ? Buffer.concat(q) : q;
+      c.bytes += chunk.length;
+      c.sink.write(chunk);
+    }
+  }
+
+  #tick(): void {
+    for (const c of this.#connections) {
+      if (!c.wrote) this.#enqueue(c, HEARTBEAT);
+      c.wrote = false;
+    }
+  }
+}

@@ -1,0 +1,26 @@
+export type {
+  Broker,
+  BrokerListener,
+  PublishAck,
+  PublishMessage,
+  ReplayRequest,
+  ReplayResult,
+  StoredEvent,
+  StreamState,
+} from './broker/broker.ts';
+export { MemoryBroker, type MemoryBrokerOptions } from './broker/memory-broker.ts';
+export { type Clock, systemClock } from './clock.ts';
+export { type Config, ConfigError, defaultConfig, parseConfig, settings, settingsTable } from './config.ts';
+export { createGateway, type Gateway, type GatewayDeps } from './gateway.ts';
+export {
+  Connection,
+  type DisconnectReason,
+  Hub,
+  type HubOptions,
+  type OpenRequest,
+  type Sink,
+} from './hub.ts';
+export { jsonLogger, type Logger, type LogLevel } from './log.ts';
+export { type ParsedPublish, type PublishLimits, parsePublish } from './publish.ts';
+export { planResume, type ResumePlan, type RetentionView } from './resume.ts';
+export { Ring } from './ring.ts';

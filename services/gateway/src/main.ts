@@ -1,0 +1,56 @@
+/**
+ * The gateway process: the only place that reads `process.env` or installs signal handlers.
+ * Exit codes: 0 after a graceful shutdown, 2 for invalid configuration, 1 for anything else.
+ */
+import { ConfigError, parseConfig } from './config.ts';
+import { createGateway } from './gateway.ts';
+import { errorFields, jsonLogger } from './log.ts';
+
+let config: ReturnType<typeof parseConfig>;
+try {
+  config = parseConfig(process.env);
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`herald: invalid configuration: ${err.message}\n`);
+  process.exit(2);
+}
+
+const log = jsonLogger(config.logLevel);
+const gateway = createGateway(config, { log });
+
+process.on('uncaughtException', (err) => {
+  log('error', 'uncaught exception; exiting', errorFields(err));
+  process.exit(1);
+});
+
+let signals = 0;
+const onSignal = (signal: NodeJS.Signals) => {
+  if (++signals > 1) {
+    log('warn', 'second signal; exiting without draining', { signal });
+    process.exit(1);
+  }
+  log('info', 'shutting down', { signal });
+  gateway.shutdown().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      log('error', 'shutdown failed', errorFields(err));
+      process.exit(1);
+    },
+  );
+};
+process.on('SIGTERM', onSignal);
+process.on('SIGINT', onSignal);
+
+try {
+  const port = await gateway.listen();
+  log('info', 'listening', {
+    port,
+    host: config.host,
+    broker: config.broker,
+    release: config.releaseVersion,
+    demo: config.demo ? `http://localhost:${port}/` : false,
+  });
+} catch (err) {
+  log('error', 'could not start', errorFields(err));
+  process.exit(1);
+}
