@@ -282,13 +282,13 @@ export class Hub {
     this.#connections.add(c);
     for (const p of c.patterns) {
       if (p.kind === 'exact') {
-        let set = this.#exact.get(p.pattern);
-        if (set === undefined) this.#exact.set(p.pattern, (set = new Set()));
-        set.add(c);
+        const set = this.#exact.get(p.pattern);
+        if (set === undefined) this.#exact.set(p.pattern, new Set([c]));
+        else set.add(c);
       } else {
-        let w = this.#wildcards.get(p.pattern);
-        if (w === undefined) this.#wildcards.set(p.pattern, (w = { tokens: p.tokens, conns: new Set() }));
-        w.conns.add(c);
+        const w = this.#wildcards.get(p.pattern);
+        if (w === undefined) this.#wildcards.set(p.pattern, { tokens: p.tokens, conns: new Set([c]) });
+        else w.conns.add(c);
       }
     }
   }

@@ -1,0 +1,127 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { type Broker, type Clock, type Config, createGateway, defaultConfig, type Gateway } from '@herald/gateway';
+import { connectSse, type SseClient, type SseOptions } from './sse-client.ts';
+
+export interface PublishResponse {
+  readonly status: number;
+  readonly headers: Headers;
+  // biome-ignore lint/suspicious/noExplicitAny: JSON of any documented shape; tests assert on it.
+  readonly body: any;
+}
+
+/** A gateway under test, reached over real HTTP on a loopback port. */
+export interface TestGateway {
+  readonly gateway: Gateway;
+  readonly url: string;
+  /** Opens `GET /v1/stream` with these query parameters (repeat `topic` with an array). */
+  stream(query: Record<string, string | readonly string[]>, opts?: SseOptions): Promise<SseClient>;
+  /** POSTs a JSON body (or raw string) to `/v1/publish`. */
+  publish(body: unknown, headers?: Record<string, string>): Promise<PublishResponse>;
+  close(): Promise<void>;
+}
+
+export function streamPath(query: Record<string, string | readonly string[]>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) for (const one of typeof v === 'string' ? [v] : v) q.append(k, one);
+  return `/v1/stream?${q}`;
+}
+
+/** Starts a gateway in this process on 127.0.0.1, port 0. Drains instantly on close unless told otherwise. */
+export async function startGateway(
+  overrides: Partial<Config> = {},
+  deps: { clock?: Clock; random?: () => number; broker?: Broker } = {},
+): Promise<TestGateway> {
+  const config = defaultConfig({ host: '127.0.0.1', port: 0, drainMs: 0, ...overrides });
+  const gateway = createGateway(config, deps);
+  const port = await gateway.listen();
+  const url = `http://127.0.0.1:${port}`;
+  const open = new Set<SseClient>();
+  return {
+    gateway,
+    url,
+    async stream(query, opts) {
+      const c = await connectSse(url + streamPath(query), opts);
+      open.add(c);
+      return c;
+    },
+    publish: (body, headers) => postJson(`${url}/v1/publish`, body, headers),
+    async close() {
+      for (const c of open) c.close();
+      await gateway.shutdown();
+    },
+  };
+}
+
+export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<PublishResponse> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {}
+  return { status: res.status, headers: res.headers, body: parsed };
+}
+
+const MAIN = fileURLToPath(new URL('../../../services/gateway/src/main.ts', import.meta.url));
+
+/** A gateway as its own process (`make run`), for signals and exit codes. */
+export interface GatewayProcess {
+  readonly child: ChildProcess;
+  readonly url: string;
+  /** Log lines written so far. */
+  readonly lines: string[];
+  /** Resolves with the exit code. */
+  readonly exited: Promise<number | null>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+export async function spawnGateway(env: Record<string, string>): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, ['--conditions=herald-source', MAIN], {
+    env: { PATH: process.env['PATH'] ?? '', HERALD_HOST: '127.0.0.1', HERALD_PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  let buffered = '';
+  const port = new Promise<number>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      buffered += chunk.toString();
+      let nl = buffered.indexOf('\n');
+      while (nl !== -1) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        lines.push(line);
+        try {
+          const msg = JSON.parse(line) as { msg?: string; port?: number };
+          if (msg.msg === 'listening' && typeof msg.port === 'number') resolve(msg.port);
+        } catch {}
+        nl = buffered.indexOf('\n');
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', (c: Buffer) => lines.push(c.toString()));
+    exited.then((code) => reject(new Error(`gateway exited with ${code} before listening:\n${lines.join('\n')}`)));
+  });
+  const p = await port;
+  return { child, url: `http://127.0.0.1:${p}`, lines, exited, kill: (s = 'SIGTERM') => child.kill(s) };
+}
+
+/** Runs the gateway's main with this environment and collects its exit code and stderr (for config errors). */
+export async function runGatewayToExit(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, ['--conditions=herald-source', MAIN], {
+    env: { PATH: process.env['PATH'] ?? '', ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
+  const [code] = await once(child, 'exit');
+  return { code: code as number | null, stderr };
+}

@@ -1,0 +1,12 @@
+export { FakeClock } from './fake-clock.ts';
+export {
+  type GatewayProcess,
+  type PublishResponse,
+  postJson,
+  runGatewayToExit,
+  spawnGateway,
+  startGateway,
+  streamPath,
+  type TestGateway,
+} from './gateway.ts';
+export { connectSse, type SseClient, type SseOptions } from './sse-client.ts';

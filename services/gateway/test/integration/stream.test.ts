@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startGateway, type TestGateway } from '@herald/testkit';
+
+describe('subscribe', () => {
+  let gw: TestGateway;
+  before(async () => {
+    gw = await startGateway({ releaseVersion: 'v1.2.3', retryMs: 1500 });
+  });
+  after(() => gw.close());
+
+  it('stream - answers 200 event-stream with the contract headers, flushed at once with retry, a comment and an id', async () => {
+    const c = await gw.stream({ topic: 'hdr.a' });
+    assert.equal(c.status, 200);
+    assert.equal(c.headers['content-type'], 'text/event-stream; charset=utf-8');
+    assert.equal(c.headers['cache-control'], 'no-cache, no-transform');
+    assert.equal(c.headers['x-accel-buffering'], 'no');
+    assert.equal(c.headers['x-release-version'], 'v1.2.3');
+    await c.waitFor((s) => s.ids.length === 1, 'the opening id');
+    assert.match(c.raw(), /^retry: 1500\n: herald v1\.2\.3\nid: [A-Za-z0-9]+-\d+\n\n$/);
+    assert.deepEqual(c.retries, [1500]);
+    assert.equal(c.events.length, 0, 'the opening dispatches no event');
+    c.close();
+  });
+
+  it('stream - delivers published events with id, event type and multi-line data intact', async () => {
+    const c = await gw.stream({ topic: 'chat.room1' });
+    const single = await gw.publish({ topic: 'chat.room1', event: 'message', data: 'line one\nline two\r\nthree' });
+    assert.equal(single.status, 200);
+    assert.match(single.body.id, /^[A-Za-z0-9]+-\d+$/);
+    await gw.publish({ topic: 'chat.room1', data: { json: true, n: 1 } });
+    await c.waitFor((s) => s.events.length === 2, 'two events');
+    assert.deepEqual(c.events[0], { id: single.body.id, event: 'message', data: 'line one\nline two\nthree' });
+    assert.equal(c.events[1]!.event, undefined);
+    assert.deepEqual(JSON.parse(c.events[1]!.data), { json: true, n: 1 });
+    c.close();
+  });
+
+  it('stream - only subscribed topics arrive; * matches one token and > the rest', async () => {
+    const star = await gw.stream({ topic: 'wild.*' });
+    const tail = await gw.stream({ topic: 'wild.>' });
+    const exact = await gw.stream({ topic: 'wild.a' });
+    for (const topic of ['wild.a', 'wild.a.b', 'wild', 'other.a', 'wild.c']) await gw.publish({ topic, data: topic });
+    const done = (s: { events: unknown[] }, n: number) => s.events.length === n;
+    await star.waitFor((s) => done(s, 2), 'wild.* events');
+    await tail.waitFor((s) => done(s, 3), 'wild.> events');
+    await exact.waitFor((s) => done(s, 1), 'wild.a events');
+    // A marker published after everything proves nothing else was on its way.
+    await gw.publish({ topic: 'wild.z', data: 'end' });
+    await star.waitFor((s) => done(s, 3), 'marker');
+    await tail.waitFor((s) => done(s, 4), 'marker');
+    assert.deepEqual(
+      star.events.map((e) => e.data),
+      ['wild.a', 'wild.c', 'end'],
+    );
+    assert.deepEqual(
+      tail.events.map((e) => e.data),
+      ['wild.a', 'wild.a.b', 'wild.c', 'end'],
+    );
+    assert.deepEqual(
+      exact.events.map((e) => e.data),
+      ['wild.a'],
+    );
+    for (const c of [star, tail, exact]) c.close();
+  });
+
+  it('stream - several topics on one connection share one cursor and an event matching two patterns arrives once', async () => {
+    const c = await gw.stream({ topic: ['multi.a', 'multi.b', 'multi.*'] });
+    await gw.publish({ messages: [{ topic: 'multi.a', data: '1' }, { topic: 'multi.b', data: '2' }, { topic: 'multi.c', data: '3' }] });
+    await c.waitFor((s) => s.events.length >= 3, 'three events');
+    await gw.publish({ topic: 'multi.a', data: 'end' });
+    await c.waitFor((s) => s.events.at(-1)?.data === 'end', 'marker');
+    assert.deepEqual(
+      c.events.map((e) => e.data),
+      ['1', '2', '3', 'end'],
+    );
+    const seqs = c.events.map((e) => Number(e.id!.split('-')[1]));
+    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
+    assert.equal(new Set(c.events.map((e) => e.id!.split('-')[0])).size, 1);
+    c.close();
+  });
+
+  it('stream - a bad request is refused with problem+json while other streams keep flowing', async () => {
+    const live = await gw.stream({ topic: 'keep.flowing' });
+    const cases: Array<[Record<string, string | string[]>, number, string]> = [
+      [{}, 400, 'HERALD_TOPIC_MISSING'],
+      [{ topic: 'a..b' }, 400, 'HERALD_TOPIC_INVALID'],
+      [{ topic: 'a.>.b' }, 400, 'HERALD_TOPIC_INVALID'],
+      [{ topic: 'x'.repeat(129) }, 400, 'HERALD_TOPIC_INVALID'],
+      [{ topic: 'a', topics: 'b' }, 400, 'HERALD_QUERY_INVALID'],
+      [{ topic: 'a', lastEventId: ['x-1', 'x-2'] }, 400, 'HERALD_QUERY_INVALID'],
+      [{ topic: Array.from({ length: 33 }, (_, i) => `t${i}`) }, 400, 'HERALD_TOO_MANY_TOPICS'],
+    ];
+    for (const [query, status, code] of cases) {
+      const c = await gw.stream(query);
+      await c.ended;
+      assert.equal(c.status, status, JSON.stringify(query));
+      assert.equal(c.headers['content-type'], 'application/problem+json');
+      const problem = JSON.parse(c.body());
+      assert.equal(problem.code, code, JSON.stringify(query));
+      assert.equal(problem.status, status);
+      assert.equal(typeof problem.detail, 'string');
+    }
+    await gw.publish({ topic: 'keep.flowing', data: 'still here' });
+    await live.waitFor((s) => s.events.some((e) => e.data === 'still here'), 'the live stream to keep flowing');
+    live.close();
+  });
+
+  it('http - unknown paths and methods get 404 and 405 problems; malformed HTTP gets 400 and nothing crashes', async () => {
+    const notFound = await fetch(`${gw.url}/nope`);
+    assert.equal(notFound.status, 404);
+    assert.equal((await notFound.json()).code, 'HERALD_NOT_FOUND');
+    const wrongMethod = await fetch(`${gw.url}/v1/stream?topic=a`, { method: 'DELETE' });
+    assert.equal(wrongMethod.status, 405);
+    assert.equal(wrongMethod.headers.get('allow'), 'GET');
+    assert.equal((await wrongMethod.json()).code, 'HERALD_METHOD_NOT_ALLOWED');
+    const { connect } = await import('node:net');
+    const sock = connect(Number(new URL(gw.url).port), '127.0.0.1');
+    sock.write('GARBAGE / HTTP/9\r\n\r\n');
+    let reply = '';
+    for await (const chunk of sock) reply += chunk;
+    assert.match(reply, /^HTTP\/1\.1 400/);
+    assert.equal((await fetch(`${gw.url}/healthz`)).status, 200);
+  });
+});
