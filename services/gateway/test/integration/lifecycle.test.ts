@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { connectSse, FakeClock, runGatewayToExit, spawnGateway, startGateway } from '@herald/testkit';
+
+describe('heartbeat', () => {
+  it('heartbeat - a comment goes only to streams that wrote nothing in the interval, from one shared timer', async (t) => {
+    const clock = new FakeClock();
+    const gw = await startGateway({ heartbeatMs: 15_000 }, { clock });
+    t.after(() => gw.close());
+    const idle = await gw.stream({ topic: 'hb.idle' });
+    const busy = await gw.stream({ topic: 'hb.busy' });
+    await idle.waitFor((s) => s.ids.length === 1, 'the opening');
+    // The opening counts as writing: the first tick sends nothing to either.
+    clock.tick(15_000);
+    clock.tick(15_000);
+    const beats = (s: { comments: string[] }) => s.comments.filter((c) => c === '').length;
+    await idle.waitFor((s) => beats(s) === 1, 'a heartbeat on the idle stream');
+    await gw.publish({ topic: 'hb.busy', data: 'activity' });
+    clock.tick(15_000);
+    await gw.publish({ topic: 'hb.busy', data: 'marker' });
+    await busy.waitFor((s) => s.events.length === 2, 'both events');
+    await idle.waitFor((s) => beats(s) === 2, 'a second heartbeat');
+    // The busy stream got one heartbeat, in the second interval when it had been idle, and none after writing.
+    assert.equal(beats(busy), 1, busy.raw());
+    assert.equal(idle.events.length, 0, 'heartbeats dispatch no events');
+  });
+});
+
+describe('shutdown', () => {
+  it('drain - readiness fails and new streams are refused at once; open streams close spread over the window with a jittered retry', async (t) => {
+    const clock = new FakeClock();
+    const jitter = [0.1, 0.9, 0.5, 0.0, 0.3, 0.7];
+    let i = 0;
+    const gw = await startGateway({ drainMs: 10_000, retryMs: 2000 }, { clock, random: () => jitter[i++ % jitter.length]! });
+    const streams = await Promise.all([1, 2, 3].map(() => gw.stream({ topic: 'drain.a' })));
+    await Promise.all(streams.map((s) => s.waitFor((c) => c.ids.length === 1, 'opening')));
+    // The gateway itself, not the harness's close(), which would also close the clients.
+    const done = gw.gateway.shutdown();
+    assert.equal((await fetch(`${gw.url}/readyz`)).status, 503);
+    assert.equal((await fetch(`${gw.url}/healthz`)).status, 200);
+    const refused = await gw.stream({ topic: 'drain.a' });
+    await refused.ended;
+    assert.equal(refused.status, 503);
+    assert.equal(refused.headers['retry-after'], '2');
+    assert.equal(JSON.parse(refused.body()).code, 'HERALD_DRAINING');
+    // Close times are random() × window: 1 s, 9 s, 5 s. Retry is retryMs × (0.5 + random()).
+    clock.tick(1000);
+    await streams[0]!.ended;
+    assert.deepEqual(streams[0]!.retries, [2000, Math.round(2000 * (0.5 + 0.0))]);
+    clock.tick(3999);
+    assert.equal(gw.gateway.hub.size, 2, 'the others are still open until their time');
+    clock.tick(1);
+    await streams[2]!.ended;
+    clock.tick(4000);
+    await streams[1]!.ended;
+    await done;
+    // Retry jitter is drawn at close time: the second to close (stream 2) drew 0.3, the last 0.7.
+    assert.deepEqual(streams[2]!.retries, [2000, Math.round(2000 * (0.5 + 0.3))]);
+    assert.deepEqual(streams[1]!.retries, [2000, Math.round(2000 * (0.5 + 0.7))]);
+  });
+
+  it('process - SIGTERM drains open streams, which end with retry:, and the process exits 0', async () => {
+    const gw = await spawnGateway({ HERALD_DRAIN_MS: '300', HERALD_RETRY_MS: '1000' });
+    const c = await connectSse(`${gw.url}/v1/stream?topic=sig.a`);
+    await c.waitFor((s) => s.ids.length === 1, 'opening');
+    gw.kill('SIGTERM');
+    await c.ended;
+    assert.equal(c.retries.length, 2, c.raw());
+    assert.ok(c.retries[1]! >= 500 && c.retries[1]! <= 1500);
+    assert.equal(await gw.exited, 0);
+    assert.ok(gw.lines.some((l) => l.includes('"msg":"stopped"')));
+  });
+
+  it('config - an invalid or unknown HERALD_* variable stops the process with exit 2 naming it', async () => {
+    const cases: Array<[Record<string, string>, RegExp]> = [
+      [{ HERALD_PORT: 'eighty' }, /HERALD_PORT: expected a whole number, got "eighty"/],
+      [{ HERALD_PORT: '70000' }, /HERALD_PORT: must be between 0 and 65535/],
+      [{ HERALD_BROKER: 'kafka' }, /HERALD_BROKER: expected one of memory/],
+      [{ HERALD_DEMO: 'yes' }, /HERALD_DEMO: expected 1, 0, true or false/],
+      [{ HERALD_HEARTBEAT_SECONDS: '5' }, /HERALD_HEARTBEAT_SECONDS: is not a Herald setting/],
+    ];
+    for (const [env, message] of cases) {
+      const { code, stderr } = await runGatewayToExit(env);
+      assert.equal(code, 2, stderr);
+      assert.match(stderr, message);
+    }
+  });
+});
