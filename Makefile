@@ -20,8 +20,10 @@ BROWSER := 'services/*/test/browser/**/*.test.ts'
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
+# `npm install` honours the lock file's versions; `npm ci` here rejects its lock for lacking the
+# optional per-platform packages (biome's binaries) that npm itself leaves out of it.
 node_modules/.stamp: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
 deps: node_modules/.stamp ## Install npm dependencies (pinned by package-lock.json)

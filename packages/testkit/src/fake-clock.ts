@@ -48,7 +48,8 @@ export class FakeClock {
     const end = this.#now + ms;
     for (;;) {
       let next: Timer | undefined;
-      for (const t of this.#timers.values()) if (t.at <= end && (next === undefined || t.at < next.at)) next = t;
+      for (const t of this.#timers.values())
+        if (t.at <= end && (next === undefined || t.at < next.at)) next = t;
       if (next === undefined) break;
       this.#now = next.at;
       if (next.every === undefined) this.#timers.delete(next.id);

@@ -1,7 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { type Broker, type Clock, type Config, createGateway, defaultConfig, type Gateway } from '@herald/gateway';
+import {
+  type Broker,
+  type Clock,
+  type Config,
+  createGateway,
+  defaultConfig,
+  type Gateway,
+} from '@herald/gateway';
 import { connectSse, type SseClient, type SseOptions } from './sse-client.ts';
 
 export interface PublishResponse {
@@ -24,7 +31,8 @@ export interface TestGateway {
 
 export function streamPath(query: Record<string, string | readonly string[]>): string {
   const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(query)) for (const one of typeof v === 'string' ? [v] : v) q.append(k, one);
+  for (const [k, v] of Object.entries(query))
+    for (const one of typeof v === 'string' ? [v] : v) q.append(k, one);
   return `/v1/stream?${q}`;
 }
 
@@ -54,7 +62,11 @@ export async function startGateway(
   };
 }
 
-export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<PublishResponse> {
+export async function postJson(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<PublishResponse> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', ...headers },
@@ -106,14 +118,18 @@ export async function spawnGateway(env: Record<string, string>): Promise<Gateway
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', (c: Buffer) => lines.push(c.toString()));
-    exited.then((code) => reject(new Error(`gateway exited with ${code} before listening:\n${lines.join('\n')}`)));
+    exited.then((code) =>
+      reject(new Error(`gateway exited with ${code} before listening:\n${lines.join('\n')}`)),
+    );
   });
   const p = await port;
   return { child, url: `http://127.0.0.1:${p}`, lines, exited, kill: (s = 'SIGTERM') => child.kill(s) };
 }
 
 /** Runs the gateway's main with this environment and collects its exit code and stderr (for config errors). */
-export async function runGatewayToExit(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+export async function runGatewayToExit(
+  env: Record<string, string>,
+): Promise<{ code: number | null; stderr: string }> {
   const child = spawn(process.execPath, ['--conditions=herald-source', MAIN], {
     env: { PATH: process.env['PATH'] ?? '', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],

@@ -92,7 +92,11 @@ export function connectSse(url: string, opts: SseOptions = {}): Promise<SseClien
             };
             const timer = setTimeout(() => {
               cleanup();
-              fail(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; received:\n${raw.slice(-2000)}`));
+              fail(
+                new Error(
+                  `timed out after ${timeoutMs} ms waiting for ${what}; received:\n${raw.slice(-2000)}`,
+                ),
+              );
             }, timeoutMs);
             const cleanup = () => {
               clearTimeout(timer);

@@ -27,11 +27,14 @@ describe('heartbeat', () => {
 });
 
 describe('shutdown', () => {
-  it('drain - readiness fails and new streams are refused at once; open streams close spread over the window with a jittered retry', async (t) => {
+  it('drain - readiness fails and new streams are refused at once; open streams close spread over the window with a jittered retry', async () => {
     const clock = new FakeClock();
     const jitter = [0.1, 0.9, 0.5, 0.0, 0.3, 0.7];
     let i = 0;
-    const gw = await startGateway({ drainMs: 10_000, retryMs: 2000 }, { clock, random: () => jitter[i++ % jitter.length]! });
+    const gw = await startGateway(
+      { drainMs: 10_000, retryMs: 2000 },
+      { clock, random: () => jitter[i++ % jitter.length]! },
+    );
     const streams = await Promise.all([1, 2, 3].map(() => gw.stream({ topic: 'drain.a' })));
     await Promise.all(streams.map((s) => s.waitFor((c) => c.ids.length === 1, 'opening')));
     // The gateway itself, not the harness's close(), which would also close the clients.

@@ -21,7 +21,10 @@ describe('publish', () => {
     assert.equal(r.headers.get('content-type'), 'application/json');
     const ids = r.body.results.map((x: { id: string }) => x.id);
     assert.equal(ids.length, 3);
-    assert.deepEqual(r.body.results.map((x: { duplicate: boolean }) => x.duplicate), [false, false, false]);
+    assert.deepEqual(
+      r.body.results.map((x: { duplicate: boolean }) => x.duplicate),
+      [false, false, false],
+    );
     await c.waitFor((s) => s.events.length === 3, 'three events');
     assert.deepEqual(
       c.events.map((e) => e.id),
@@ -36,10 +39,18 @@ describe('publish', () => {
     const retry = await gw.publish({ topic: 'idem.a', data: 'once' }, { 'Idempotency-Key': 'order-42' });
     assert.deepEqual(retry.body, { id: first.body.id, duplicate: true });
     // Per-message keys, and a batch under a header key (message i gets `<key>:<i>`).
-    const batch = { messages: [{ topic: 'idem.a', data: 'b0' }, { topic: 'idem.a', data: 'b1', key: 'own-key' }] };
+    const batch = {
+      messages: [
+        { topic: 'idem.a', data: 'b0' },
+        { topic: 'idem.a', data: 'b1', key: 'own-key' },
+      ],
+    };
     const b1 = await gw.publish(batch, { 'Idempotency-Key': 'batch-7' });
     const b2 = await gw.publish(batch, { 'Idempotency-Key': 'batch-7' });
-    assert.deepEqual(b2.body.results, b1.body.results.map((x: { id: string }) => ({ id: x.id, duplicate: true })));
+    assert.deepEqual(
+      b2.body.results,
+      b1.body.results.map((x: { id: string }) => ({ id: x.id, duplicate: true })),
+    );
     clock.tick(60_001);
     const later = await gw.publish({ topic: 'idem.a', data: 'once' }, { 'Idempotency-Key': 'order-42' });
     assert.equal(later.body.duplicate, false);
@@ -64,16 +75,57 @@ describe('publish', () => {
       ['wildcard topic', { topic: 'bad.*', data: 'x' }, {}, 400, 'HERALD_TOPIC_WILDCARD'],
       ['missing data', { topic: 'bad.a' }, {}, 400, 'HERALD_DATA_INVALID'],
       ['lone surrogate', '{"topic":"bad.a","data":"\\ud800"}', {}, 400, 'HERALD_DATA_INVALID'],
-      ['event with newline', { topic: 'bad.a', data: 'x', event: 'a\ndata: evil' }, {}, 400, 'HERALD_EVENT_INVALID'],
-      ['reserved event', { topic: 'bad.a', data: 'x', event: 'herald.reset' }, {}, 400, 'HERALD_EVENT_INVALID'],
+      [
+        'event with newline',
+        { topic: 'bad.a', data: 'x', event: 'a\ndata: evil' },
+        {},
+        400,
+        'HERALD_EVENT_INVALID',
+      ],
+      [
+        'reserved event',
+        { topic: 'bad.a', data: 'x', event: 'herald.reset' },
+        {},
+        400,
+        'HERALD_EVENT_INVALID',
+      ],
       ['unknown field', { topic: 'bad.a', data: 'x', evnt: 'typo' }, {}, 400, 'HERALD_BODY_INVALID'],
       ['message too large', { topic: 'bad.a', data: big }, {}, 413, 'HERALD_MESSAGE_TOO_LARGE'],
       ['empty batch', { messages: [] }, {}, 400, 'HERALD_BATCH_EMPTY'],
-      ['batch too large', { messages: Array(6).fill({ topic: 'bad.a', data: 'x' }) }, {}, 413, 'HERALD_BATCH_TOO_LARGE'],
-      ['one bad message in a batch', { messages: [{ topic: 'bad.a', data: 'ok' }, { topic: 'bad..a', data: 'x' }] }, {}, 400, 'HERALD_TOPIC_INVALID'],
+      [
+        'batch too large',
+        { messages: Array(6).fill({ topic: 'bad.a', data: 'x' }) },
+        {},
+        413,
+        'HERALD_BATCH_TOO_LARGE',
+      ],
+      [
+        'one bad message in a batch',
+        {
+          messages: [
+            { topic: 'bad.a', data: 'ok' },
+            { topic: 'bad..a', data: 'x' },
+          ],
+        },
+        {},
+        400,
+        'HERALD_TOPIC_INVALID',
+      ],
       ['body too large', { topic: 'bad.a', data: 'x'.repeat(5000) }, {}, 413, 'HERALD_BODY_TOO_LARGE'],
-      ['bad idempotency key', { topic: 'bad.a', data: 'x' }, { 'Idempotency-Key': 'has space' }, 400, 'HERALD_IDEMPOTENCY_KEY_INVALID'],
-      ['wrong content type', { topic: 'bad.a', data: 'x' }, { 'Content-Type': 'text/plain' }, 415, 'HERALD_CONTENT_TYPE'],
+      [
+        'bad idempotency key',
+        { topic: 'bad.a', data: 'x' },
+        { 'Idempotency-Key': 'has space' },
+        400,
+        'HERALD_IDEMPOTENCY_KEY_INVALID',
+      ],
+      [
+        'wrong content type',
+        { topic: 'bad.a', data: 'x' },
+        { 'Content-Type': 'text/plain' },
+        415,
+        'HERALD_CONTENT_TYPE',
+      ],
     ];
     for (const [name, body, headers, status, code] of cases) {
       const r = await postJson(`${gw.url}/v1/publish`, body, headers);
@@ -82,7 +134,12 @@ describe('publish', () => {
       assert.equal(r.body.code, code, `${name}: ${JSON.stringify(r.body)}`);
       assert.equal(r.body.type, `urn:herald:error:${code}`);
     }
-    const batchError = await gw.publish({ messages: [{ topic: 'bad.a', data: 'ok' }, { topic: 'bad.a', data: 'x', event: 'no spaces' }] });
+    const batchError = await gw.publish({
+      messages: [
+        { topic: 'bad.a', data: 'ok' },
+        { topic: 'bad.a', data: 'x', event: 'no spaces' },
+      ],
+    });
     assert.equal(batchError.body.pointer, '/messages/1/event');
     assert.match(batchError.body.detail, /^messages\[1\]\.event: /);
     // Nothing above was stored: the next event is the first this stream sees.
@@ -98,7 +155,13 @@ describe('publish', () => {
   it('publish - a body larger than the limit is refused before it is read whole', async () => {
     const port = Number(new URL(gw.url).port);
     const status = await new Promise<number>((resolve, reject) => {
-      const req = request({ port, host: '127.0.0.1', path: '/v1/publish', method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': '10000000' } });
+      const req = request({
+        port,
+        host: '127.0.0.1',
+        path: '/v1/publish',
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'Content-Length': '10000000' },
+      });
       req.on('response', (res) => {
         res.resume();
         resolve(res.statusCode ?? 0);

@@ -26,7 +26,13 @@ describe('resume', () => {
     await first.waitFor((s) => s.events.length === 3, 'three events');
     const cursor = first.lastEventId();
     first.close();
-    await gw.publish({ messages: [{ topic: 'r.a', data: '4' }, { topic: 'r.x', data: 'other' }, { topic: 'r.b', data: '5' }] });
+    await gw.publish({
+      messages: [
+        { topic: 'r.a', data: '4' },
+        { topic: 'r.x', data: 'other' },
+        { topic: 'r.b', data: '5' },
+      ],
+    });
     const again = await gw.stream({ topic: ['r.a', 'r.b'] }, { headers: { 'Last-Event-ID': cursor } });
     await again.waitFor((s) => s.events.length === 2, 'the two missed events');
     await gw.publish({ topic: 'r.b', data: '6' });
@@ -63,7 +69,10 @@ describe('resume', () => {
       byQuery.events.map((e) => e.data),
       ['4', '5'],
     );
-    const both = await gw.stream({ topic: 'q.a', lastEventId: ids[0]! }, { headers: { 'Last-Event-ID': ids[3]! } });
+    const both = await gw.stream(
+      { topic: 'q.a', lastEventId: ids[0]! },
+      { headers: { 'Last-Event-ID': ids[3]! } },
+    );
     await both.waitFor((s) => s.events.length === 1, 'event 5 only');
     assert.equal(both.events[0]!.data, '5');
   });
@@ -93,20 +102,39 @@ describe('resume', () => {
     await Promise.all([
       publishMany(gw, 'seam.a', 41, 60),
       publishMany(gw, 'seam.b', 61, 80),
-      gw.publish({ messages: Array.from({ length: 20 }, (_, i) => ({ topic: i % 2 ? 'seam.a' : 'seam.x', data: `b${i}` })) }),
+      gw.publish({
+        messages: Array.from({ length: 20 }, (_, i) => ({
+          topic: i % 2 ? 'seam.a' : 'seam.x',
+          data: `b${i}`,
+        })),
+      }),
     ]);
     assert.equal(c.events.length, 0, 'nothing goes out before the replay');
     release();
     await gw.publish({ topic: 'seam.b', data: 'end' });
     await c.waitFor((s) => s.events.at(-1)?.data === 'end', 'the end marker');
     const seqs = c.events.map((e) => seqOf(e.id));
-    assert.deepEqual(seqs, [...new Set(seqs)].sort((a, b) => a - b), 'strictly increasing: no duplicate, no reorder');
+    assert.deepEqual(
+      seqs,
+      [...new Set(seqs)].sort((a, b) => a - b),
+      'strictly increasing: no duplicate, no reorder',
+    );
     const got = c.events.map((e) => e.data);
-    assert.equal(got.slice(0, 35).join(), Array.from({ length: 35 }, (_, i) => String(i + 6)).join(), 'the replayed part');
+    assert.equal(
+      got.slice(0, 35).join(),
+      Array.from({ length: 35 }, (_, i) => String(i + 6)).join(),
+      'the replayed part',
+    );
     const liveA = got.filter((d) => /^\d+$/.test(d) && Number(d) > 40 && Number(d) <= 60).map(Number);
     const liveB = got.filter((d) => /^\d+$/.test(d) && Number(d) > 60).map(Number);
-    assert.deepEqual(liveA, Array.from({ length: 20 }, (_, i) => i + 41));
-    assert.deepEqual(liveB, Array.from({ length: 20 }, (_, i) => i + 61));
+    assert.deepEqual(
+      liveA,
+      Array.from({ length: 20 }, (_, i) => i + 41),
+    );
+    assert.deepEqual(
+      liveB,
+      Array.from({ length: 20 }, (_, i) => i + 61),
+    );
     assert.deepEqual(
       got.filter((d) => d.startsWith('b')),
       Array.from({ length: 10 }, (_, i) => `b${2 * i + 1}`),
@@ -122,7 +150,9 @@ describe('resume', () => {
     let publishing = true;
     const publisher = (async () => {
       for (let i = 1; i <= total; i += 3) {
-        await gw.publish({ messages: [0, 1, 2].map((k) => ({ topic: topics[(i + k) % 3]!, data: String(i + k) })) });
+        await gw.publish({
+          messages: [0, 1, 2].map((k) => ({ topic: topics[(i + k) % 3]!, data: String(i + k) })),
+        });
       }
       publishing = false;
     })();
@@ -131,9 +161,16 @@ describe('resume', () => {
     let reconnects = 0;
     // Reconnect every few events, alternating ring and log resumes as the ring (32) is outrun.
     while (publishing || received.length < (total * 2) / 3) {
-      const c = await gw.stream({ topic: ['mix.a', 'mix.b'] }, cursor ? { headers: { 'Last-Event-ID': cursor } } : {});
+      const c = await gw.stream(
+        { topic: ['mix.a', 'mix.b'] },
+        cursor ? { headers: { 'Last-Event-ID': cursor } } : {},
+      );
       const want = received.length + 1 + (reconnects % 7) * 10;
-      await c.waitFor((s) => received.length + s.events.length >= Math.min(want, (total * 2) / 3), 'more events', 10_000);
+      await c.waitFor(
+        (s) => received.length + s.events.length >= Math.min(want, (total * 2) / 3),
+        'more events',
+        10_000,
+      );
       c.close();
       for (const e of c.events) received.push(Number(e.data));
       assert.equal(c.events.filter((e) => e.event === 'herald.reset').length, 0);
@@ -161,7 +198,13 @@ describe('resume', () => {
       t.after(() => gw.close());
       const ids = await publishMany(gw, 'z.a', 1, 3);
       // (Header values are trimmed by HTTP itself, so padding is not among these.)
-      for (const bad of ['garbage', `${epochOf(ids[0]!)}-01`, 'a-b-c', `${epochOf(ids[0]!)}--1`, `${epochOf(ids[0]!)}-1e3`]) {
+      for (const bad of [
+        'garbage',
+        `${epochOf(ids[0]!)}-01`,
+        'a-b-c',
+        `${epochOf(ids[0]!)}--1`,
+        `${epochOf(ids[0]!)}-1e3`,
+      ]) {
         const { c, e, data } = await resetFor(gw, bad);
         assert.deepEqual(data, { reason: 'malformed', from: null, oldest: ids[0] });
         assert.ok(seqOf(e.id) >= 3, 'the reset carries the head cursor');

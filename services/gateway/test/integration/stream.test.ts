@@ -25,12 +25,20 @@ describe('subscribe', () => {
 
   it('stream - delivers published events with id, event type and multi-line data intact', async () => {
     const c = await gw.stream({ topic: 'chat.room1' });
-    const single = await gw.publish({ topic: 'chat.room1', event: 'message', data: 'line one\nline two\r\nthree' });
+    const single = await gw.publish({
+      topic: 'chat.room1',
+      event: 'message',
+      data: 'line one\nline two\r\nthree',
+    });
     assert.equal(single.status, 200);
     assert.match(single.body.id, /^[A-Za-z0-9]+-\d+$/);
     await gw.publish({ topic: 'chat.room1', data: { json: true, n: 1 } });
     await c.waitFor((s) => s.events.length === 2, 'two events');
-    assert.deepEqual(c.events[0], { id: single.body.id, event: 'message', data: 'line one\nline two\nthree' });
+    assert.deepEqual(c.events[0], {
+      id: single.body.id,
+      event: 'message',
+      data: 'line one\nline two\nthree',
+    });
     assert.equal(c.events[1]!.event, undefined);
     assert.deepEqual(JSON.parse(c.events[1]!.data), { json: true, n: 1 });
     c.close();
@@ -40,7 +48,8 @@ describe('subscribe', () => {
     const star = await gw.stream({ topic: 'wild.*' });
     const tail = await gw.stream({ topic: 'wild.>' });
     const exact = await gw.stream({ topic: 'wild.a' });
-    for (const topic of ['wild.a', 'wild.a.b', 'wild', 'other.a', 'wild.c']) await gw.publish({ topic, data: topic });
+    for (const topic of ['wild.a', 'wild.a.b', 'wild', 'other.a', 'wild.c'])
+      await gw.publish({ topic, data: topic });
     const done = (s: { events: unknown[] }, n: number) => s.events.length === n;
     await star.waitFor((s) => done(s, 2), 'wild.* events');
     await tail.waitFor((s) => done(s, 3), 'wild.> events');
@@ -66,7 +75,13 @@ describe('subscribe', () => {
 
   it('stream - several topics on one connection share one cursor and an event matching two patterns arrives once', async () => {
     const c = await gw.stream({ topic: ['multi.a', 'multi.b', 'multi.*'] });
-    await gw.publish({ messages: [{ topic: 'multi.a', data: '1' }, { topic: 'multi.b', data: '2' }, { topic: 'multi.c', data: '3' }] });
+    await gw.publish({
+      messages: [
+        { topic: 'multi.a', data: '1' },
+        { topic: 'multi.b', data: '2' },
+        { topic: 'multi.c', data: '3' },
+      ],
+    });
     await c.waitFor((s) => s.events.length >= 3, 'three events');
     await gw.publish({ topic: 'multi.a', data: 'end' });
     await c.waitFor((s) => s.events.at(-1)?.data === 'end', 'marker');
@@ -75,7 +90,10 @@ describe('subscribe', () => {
       ['1', '2', '3', 'end'],
     );
     const seqs = c.events.map((e) => Number(e.id!.split('-')[1]));
-    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
+    assert.deepEqual(
+      seqs,
+      [...seqs].sort((a, b) => a - b),
+    );
     assert.equal(new Set(c.events.map((e) => e.id!.split('-')[0])).size, 1);
     c.close();
   });
@@ -102,7 +120,10 @@ describe('subscribe', () => {
       assert.equal(typeof problem.detail, 'string');
     }
     await gw.publish({ topic: 'keep.flowing', data: 'still here' });
-    await live.waitFor((s) => s.events.some((e) => e.data === 'still here'), 'the live stream to keep flowing');
+    await live.waitFor(
+      (s) => s.events.some((e) => e.data === 'still here'),
+      'the live stream to keep flowing',
+    );
     live.close();
   });
 
