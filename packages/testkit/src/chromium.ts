@@ -68,9 +68,5 @@ export async function launchChromium(opts: LaunchChromiumOptions = {}): Promise<
     headless: true,
     args: [...CHROMIUM_ARGS, ...(opts.args ?? [])],
     timeout: opts.timeout ?? 30_000,
-    // Our own handlers decide; Chromium must not outlive a test process that is interrupted.
-    handleSIGINT: true,
-    handleSIGTERM: true,
-    handleSIGHUP: true,
   });
 }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { startGateway, type TestGateway } from '@herald/testkit';
 
@@ -130,12 +131,11 @@ describe('subscribe', () => {
   it('http - unknown paths and methods get 404 and 405 problems; malformed HTTP gets 400 and nothing crashes', async () => {
     const notFound = await fetch(`${gw.url}/nope`);
     assert.equal(notFound.status, 404);
-    assert.equal((await notFound.json()).code, 'HERALD_NOT_FOUND');
+    assert.equal(((await notFound.json()) as { code: string }).code, 'HERALD_NOT_FOUND');
     const wrongMethod = await fetch(`${gw.url}/v1/stream?topic=a`, { method: 'DELETE' });
     assert.equal(wrongMethod.status, 405);
     assert.equal(wrongMethod.headers.get('allow'), 'GET');
-    assert.equal((await wrongMethod.json()).code, 'HERALD_METHOD_NOT_ALLOWED');
-    const { connect } = await import('node:net');
+    assert.equal(((await wrongMethod.json()) as { code: string }).code, 'HERALD_METHOD_NOT_ALLOWED');
     const sock = connect(Number(new URL(gw.url).port), '127.0.0.1');
     sock.write('GARBAGE / HTTP/9\r\n\r\n');
     let reply = '';
