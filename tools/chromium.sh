@@ -18,9 +18,10 @@ if [ ! -x "$exe" ]; then
     exit 1
   fi
   echo "herald: installing Debian's chromium package (once; about a minute)" >&2
-  if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update >&2 ||
-    ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      -o Dpkg::Use-Pty=0 chromium >&2; then
+  # Wait for a dpkg lock held by another install rather than failing at once.
+  apt=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300)
+  if ! "${apt[@]}" update >&2 ||
+    ! "${apt[@]}" install -y --no-install-recommends -o Dpkg::Use-Pty=0 chromium >&2; then
     echo "herald: could not install the chromium package with apt-get; check that apt can reach" >&2
     echo "herald: Debian's package mirrors, then run:  apt-get update && apt-get install -y chromium" >&2
     exit 1

@@ -22,7 +22,6 @@ export const ErrorCodes = {
   HERALD_DATA_INVALID: { status: 400, title: 'Message data must be present and well-formed Unicode' },
   HERALD_EVENT_INVALID: { status: 400, title: 'Event type does not match the event grammar' },
   HERALD_IDEMPOTENCY_KEY_INVALID: { status: 400, title: 'Idempotency key does not match its grammar' },
-  HERALD_DRAINING: { status: 503, title: 'This gateway is shutting down; reconnect elsewhere' },
   HERALD_BROKER_UNAVAILABLE: { status: 503, title: 'The broker is unavailable; retry later' },
   HERALD_INTERNAL: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, { status: number; title: string }>;

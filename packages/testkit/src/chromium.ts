@@ -43,7 +43,9 @@ export function chromiumPath(): string {
   }
   if (path === DEBIAN && existsSync(DEBIAN_BINARY)) path = DEBIAN_BINARY;
   if (!existsSync(path)) {
-    throw new Error(`Chromium not found at ${path}; run \`bash tools/chromium.sh\` (it installs Debian's chromium)`);
+    throw new Error(
+      `Chromium not found at ${path}; run \`bash tools/chromium.sh\` (it installs Debian's chromium)`,
+    );
   }
   resolved = path;
   return path;

@@ -1,3 +1,4 @@
+export { CHROMIUM_ARGS, chromiumPath, type LaunchChromiumOptions, launchChromium } from './chromium.ts';
 export { FakeClock } from './fake-clock.ts';
 export {
   type GatewayProcess,

@@ -1,11 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Broker } from './broker/broker.ts';
 import { MemoryBroker } from './broker/memory-broker.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
+import { createFront } from './http/front.ts';
 import { createHandler } from './http/server.ts';
+import { takeStream } from './http/stream.ts';
 import { Hub } from './hub.ts';
 import { errorFields, type Logger } from './log.ts';
 
@@ -22,7 +24,6 @@ export interface GatewayDeps {
 export interface Gateway {
   readonly hub: Hub;
   readonly broker: Broker;
-  readonly server: Server;
   /** Starts the broker and listens; resolves with the bound port. */
   listen(): Promise<number>;
   /**
@@ -30,7 +31,13 @@ export interface Gateway {
    * spread over `config.drainMs` with a jittered `retry:`, then the server and broker close.
    */
   shutdown(): Promise<void>;
+  /** Destroys every open connection abruptly, as a network failure would (for tests and drills). */
+  dropConnections(): void;
 }
+
+/** node:http's own default; a larger head is answered 431 by node:http. */
+const MAX_HEAD_BYTES = 16 * 1024;
+const HEAD_TIMEOUT_MS = 10_000;
 
 const demoHtml = () => readFileSync(new URL('./demo/index.html', import.meta.url));
 
@@ -55,35 +62,46 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     releaseVersion: config.releaseVersion,
     onError,
   });
-  const server = createServer(
+  const stream = { releaseVersion: config.releaseVersion, maxTopics: config.maxTopics };
+  const http = createServer(
     {
       // Streams outlive any request timeout; header and body limits still apply to publishes.
       requestTimeout: 0,
-      headersTimeout: 10_000,
+      headersTimeout: HEAD_TIMEOUT_MS,
       keepAliveTimeout: 5_000,
     },
     createHandler({
       hub,
       broker,
-      stream: { releaseVersion: config.releaseVersion, maxTopics: config.maxTopics },
+      stream,
       publish: config,
       retryAfterSeconds: Math.max(1, Math.ceil(config.retryMs / 1000)),
       demoHtml: config.demo ? demoHtml() : undefined,
       onError,
     }),
   );
-  server.on('clientError', (err, socket) => {
-    // Malformed HTTP: answer 400 when the socket can still take it; never crash.
-    if (socket.writable && (err as { code?: string }).code !== 'ECONNRESET') {
-      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    } else socket.destroy();
+  http.on('clientError', (err, socket) => {
+    // Malformed HTTP: answer when the socket can still take it; never crash.
+    const code = (err as { code?: string }).code;
+    if (!socket.writable || code === 'ECONNRESET') return socket.destroy();
+    const status = code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   });
+  const front = createFront({
+    http,
+    take: (socket, head) => takeStream(socket, head, hub, stream),
+    maxHeadBytes: MAX_HEAD_BYTES,
+    headTimeoutMs: HEAD_TIMEOUT_MS,
+  });
+  const server = front.server;
+  // node:http sets up its connection tracking (closeAllConnections, headersTimeout checks) when it
+  // starts listening; it never listens itself here, so it is told when the front does.
+  server.on('listening', () => http.emit('listening'));
 
   let shuttingDown: Promise<void> | undefined;
   return {
     hub,
     broker,
-    server,
     async listen() {
       await broker.start();
       hub.start();
@@ -101,12 +119,21 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
         log('info', 'draining', { connections: hub.size, windowMs: config.drainMs });
         await hub.drain(config.drainMs);
         hub.stop();
-        server.closeAllConnections();
-        await new Promise<void>((resolve) => server.close(() => resolve()));
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        front.destroyPending();
+        http.closeAllConnections();
+        // Stops node:http's connection checks; it answers "not running", which is expected.
+        http.close(() => {});
+        await closed;
         await broker.close();
         log('info', 'stopped');
       })();
       return shuttingDown;
+    },
+    dropConnections() {
+      for (const c of hub.connections()) (c.sink as Socket).destroy();
+      front.destroyPending();
+      http.closeAllConnections();
     },
   };
 }

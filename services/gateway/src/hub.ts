@@ -118,6 +118,11 @@ export class Hub {
     this.#heartbeat = this.#opts.clock.setInterval(() => this.#tick(), this.#opts.heartbeatMs);
   }
 
+  /** The open connections. */
+  connections(): IterableIterator<Connection> {
+    return this.#connections.values();
+  }
+
   get size(): number {
     return this.#connections.size;
   }
@@ -178,13 +183,23 @@ export class Hub {
   /** Closes one connection from the server side with a jittered `retry:`, so its client comes back later. */
   close(c: Connection, _reason: DisconnectReason): void {
     if (c.closed) return;
-    const retry = Buffer.from(
-      encodeRetry(Math.round(this.#opts.retryMs * (0.5 + this.#opts.random()))) + '\n',
-    );
+    const retry = this.#jitteredRetry();
     const q = c.queue;
     c.queue = undefined;
     c.sink.end(q === undefined ? retry : Buffer.concat([...(Array.isArray(q) ? q : [q]), retry]));
     this.remove(c);
+  }
+
+  /**
+   * Answers a stream this gateway will not serve (it is draining) with a jittered `retry:` and
+   * closes it. Not a 503: EventSource treats any non-200 answer as final and never reconnects.
+   */
+  turnAway(sink: Sink, why: string): void {
+    sink.end(Buffer.concat([Buffer.from(encodeComment(why)), this.#jitteredRetry()]));
+  }
+
+  #jitteredRetry(): Buffer {
+    return Buffer.from(`${encodeRetry(Math.round(this.#opts.retryMs * (0.5 + this.#opts.random())))}\n`);
   }
 
   /**

@@ -5,7 +5,7 @@ import type { Hub } from '../hub.ts';
 import { type PublishLimits, parsePublish } from '../publish.ts';
 import { readJson } from './body.ts';
 import { sendJson, sendProblem } from './problem.ts';
-import { openStream, type StreamOptions } from './stream.ts';
+import { openStream, type StreamOptions, splitTarget } from './stream.ts';
 
 export interface HandlerDeps {
   readonly hub: Hub;
@@ -24,15 +24,25 @@ type Route = (req: IncomingMessage, res: ServerResponse, query: URLSearchParams)
 /** The public port's request handler: routes, then turns every failure into problem+json. */
 export function createHandler(deps: HandlerDeps): RequestListener {
   const { hub, broker } = deps;
-  const unavailable = (code: 'HERALD_DRAINING' | 'HERALD_BROKER_UNAVAILABLE', detail: string) =>
-    new HeraldError(code, detail, { extra: { retryAfter: deps.retryAfterSeconds } });
+  const unavailable = (detail: string, cause?: unknown) =>
+    new HeraldError('HERALD_BROKER_UNAVAILABLE', detail, {
+      cause,
+      extra: { retryAfter: deps.retryAfterSeconds },
+    });
 
   const routes: Record<string, Partial<Record<string, Route>>> = {
     '/v1/stream': {
-      GET: (req, res, query) => {
-        if (hub.draining)
-          throw unavailable('HERALD_DRAINING', 'this gateway is draining; reconnect to another');
-        openStream(req, res, hub, deps.stream, query);
+      // Most streams are taken by the front before node:http sees them; these are the rest
+      // (a stream requested on a kept-alive connection, or a bad request to answer).
+      GET: (req, _res, query) => {
+        const lastEventId = req.headers['last-event-id'];
+        openStream(
+          req.socket,
+          query,
+          typeof lastEventId === 'string' ? lastEventId : undefined,
+          hub,
+          deps.stream,
+        );
       },
     },
     '/v1/publish': {
@@ -47,16 +57,12 @@ export function createHandler(deps: HandlerDeps): RequestListener {
         const body = await readJson(req, deps.publish.maxBodyBytes);
         const key = req.headers['idempotency-key'];
         const parsed = parsePublish(body, typeof key === 'string' ? key : undefined, deps.publish);
-        if (!broker.ready)
-          throw unavailable('HERALD_BROKER_UNAVAILABLE', 'the broker is not connected; retry later');
+        if (!broker.ready) throw unavailable('the broker is not connected; retry later');
         let acks: Awaited<ReturnType<Broker['publish']>>;
         try {
           acks = await broker.publish(parsed.messages);
         } catch (cause) {
-          throw new HeraldError('HERALD_BROKER_UNAVAILABLE', 'the broker did not store the messages; retry', {
-            cause,
-            extra: { retryAfter: deps.retryAfterSeconds },
-          });
+          throw unavailable('the broker did not store the messages; retry', cause);
         }
         const epoch = broker.state().epoch;
         const results = acks.map((a) => ({
@@ -95,10 +101,7 @@ export function createHandler(deps: HandlerDeps): RequestListener {
   }
 
   return (req, res) => {
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const path = q === -1 ? url : url.slice(0, q);
-    const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
+    const { path, query } = splitTarget(req.url ?? '/');
     const methods = routes[path];
     const route = methods?.[req.method ?? ''];
     const fail = (err: unknown) => {

@@ -1,7 +1,7 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { checkPattern, HeraldError } from '@herald/protocol';
 import type { Hub } from '../hub.ts';
+import type { RequestHead } from './request-head.ts';
 
 export interface StreamOptions {
   readonly releaseVersion: string;
@@ -25,8 +25,9 @@ export function parseStreamQuery(
         `unknown query parameter ${JSON.stringify(name.slice(0, 64))}`,
       );
     }
-    if (name !== 'topic' && seen.has(name))
+    if (name !== 'topic' && seen.has(name)) {
       throw new HeraldError('HERALD_QUERY_INVALID', `query parameter ${name} is repeated`);
+    }
     seen.add(name);
   }
   const topics = [...new Set(query.getAll('topic'))];
@@ -56,25 +57,28 @@ export function parseStreamQuery(
   return { topics, lastEventId: lastEventIdHeader ?? query.get('lastEventId') ?? undefined };
 }
 
+/** Splits a request target into path and query. */
+export function splitTarget(target: string): { path: string; query: URLSearchParams } {
+  const q = target.indexOf('?');
+  return q === -1
+    ? { path: target, query: new URLSearchParams() }
+    : { path: target.slice(0, q), query: new URLSearchParams(target.slice(q + 1)) };
+}
+
 /**
- * Takes the socket over from node:http and hands it to the hub. The response head is written
- * straight to the socket and the body is delimited by closing the connection (no chunked
- * framing), so the hub can write one shared Buffer per event to every socket unchanged.
+ * Starts a stream on a socket: the response head goes straight to the socket and the body is
+ * delimited by closing the connection (no chunked framing), so the hub can write one shared
+ * Buffer per event to every socket unchanged. Throws a HeraldError, having written nothing, when
+ * the request is bad. A draining gateway answers with a jittered `retry:` and closes.
  */
 export function openStream(
-  req: IncomingMessage,
-  _res: ServerResponse,
+  socket: Socket,
+  query: URLSearchParams,
+  lastEventIdHeader: string | undefined,
   hub: Hub,
   opts: StreamOptions,
-  query: URLSearchParams,
 ): void {
-  const lastEventIdHeader = req.headers['last-event-id'];
-  const { topics, lastEventId } = parseStreamQuery(
-    query,
-    typeof lastEventIdHeader === 'string' ? lastEventIdHeader : undefined,
-    opts.maxTopics,
-  );
-  const socket: Socket = req.socket;
+  const { topics, lastEventId } = parseStreamQuery(query, lastEventIdHeader, opts.maxTopics);
   socket.write(
     'HTTP/1.1 200 OK\r\n' +
       'Content-Type: text/event-stream; charset=utf-8\r\n' +
@@ -84,6 +88,29 @@ export function openStream(
       'Connection: close\r\n\r\n',
   );
   socket.setTimeout(0);
+  if (hub.draining) {
+    hub.turnAway(socket, 'draining; reconnect');
+    return;
+  }
   const conn = hub.open(socket, { topics, lastEventId });
   socket.once('close', () => hub.remove(conn));
+}
+
+/**
+ * The front's fast path: takes a plain, valid stream request. Anything else (another endpoint,
+ * a body, a bad query) is left to node:http, which answers it properly.
+ */
+export function takeStream(socket: Socket, head: RequestHead, hub: Hub, opts: StreamOptions): boolean {
+  if (head.method !== 'GET') return false;
+  const { path, query } = splitTarget(head.target);
+  if (path !== '/v1/stream') return false;
+  const h = head.headers;
+  if (h.has('transfer-encoding') || h.has('upgrade') || (h.get('content-length') ?? '0') !== '0')
+    return false;
+  try {
+    openStream(socket, query, h.get('last-event-id'), hub, opts);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -41,15 +41,17 @@ describe('shutdown', () => {
     const done = gw.gateway.shutdown();
     assert.equal((await fetch(`${gw.url}/readyz`)).status, 503);
     assert.equal((await fetch(`${gw.url}/healthz`)).status, 200);
-    const refused = await gw.stream({ topic: 'drain.a' });
-    await refused.ended;
-    assert.equal(refused.status, 503);
-    assert.equal(refused.headers['retry-after'], '2');
-    assert.equal(JSON.parse(refused.body()).code, 'HERALD_DRAINING');
     // Close times are random() × window: 1 s, 9 s, 5 s. Retry is retryMs × (0.5 + random()).
     clock.tick(1000);
     await streams[0]!.ended;
     assert.deepEqual(streams[0]!.retries, [2000, Math.round(2000 * (0.5 + 0.0))]);
+    // A new stream is turned away with 200 and a retry, not a 503, which would stop EventSource for good.
+    const refused = await gw.stream({ topic: 'drain.a' });
+    await refused.ended;
+    assert.equal(refused.status, 200);
+    assert.deepEqual(refused.comments, ['draining; reconnect']);
+    assert.deepEqual(refused.retries, [Math.round(2000 * (0.5 + 0.3))]);
+    assert.equal(refused.ids.length, 0);
     clock.tick(3999);
     assert.equal(gw.gateway.hub.size, 2, 'the others are still open until their time');
     clock.tick(1);
@@ -57,9 +59,9 @@ describe('shutdown', () => {
     clock.tick(4000);
     await streams[1]!.ended;
     await done;
-    // Retry jitter is drawn at close time: the second to close (stream 2) drew 0.3, the last 0.7.
-    assert.deepEqual(streams[2]!.retries, [2000, Math.round(2000 * (0.5 + 0.3))]);
-    assert.deepEqual(streams[1]!.retries, [2000, Math.round(2000 * (0.5 + 0.7))]);
+    // Retry jitter is drawn at close time: the turned-away stream drew 0.3, then stream 2 0.7, stream 1 0.1.
+    assert.deepEqual(streams[2]!.retries, [2000, Math.round(2000 * (0.5 + 0.7))]);
+    assert.deepEqual(streams[1]!.retries, [2000, Math.round(2000 * (0.5 + 0.1))]);
   });
 
   it('process - SIGTERM drains open streams, which end with retry:, and the process exits 0', async () => {

@@ -144,3 +144,91 @@ describe('subscribe', () => {
     assert.equal((await fetch(`${gw.url}/healthz`)).status, 200);
   });
 });
+
+describe('connections node:http answers', () => {
+  let gw: TestGateway;
+  before(async () => {
+    gw = await startGateway();
+  });
+  after(() => gw.close());
+
+  /** Sends raw bytes on one connection and collects everything until the server closes or `until` matches. */
+  function raw(bytes: string, until?: RegExp): Promise<string> {
+    return new Promise((resolve) => {
+      const sock = connect(Number(new URL(gw.url).port), '127.0.0.1');
+      let reply = '';
+      // A server that answers before reading everything may reset the connection: keep what came.
+      sock.on('error', () => {});
+      sock.on('close', () => resolve(reply));
+      sock.on('data', (chunk) => {
+        reply += chunk;
+        if (until?.test(reply)) sock.destroy();
+      });
+      sock.write(bytes);
+    });
+  }
+
+  it('stream - a stream requested on a kept-alive connection after another request is served too', async () => {
+    const reply = await raw(
+      'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/stream?topic=ka HTTP/1.1\r\nHost: x\r\n\r\n',
+      /id: \S+\n\n$/,
+    );
+    assert.match(reply, /^HTTP\/1\.1 200 OK[\s\S]*"status":"ok"/);
+    assert.match(
+      reply,
+      /HTTP\/1\.1 200 OK\r\nContent-Type: text\/event-stream; charset=utf-8\r\n[\s\S]*retry: \d+\n/,
+    );
+  });
+
+  it('stream - oversized and malformed heads are answered by node:http, and the gateway keeps serving', async () => {
+    assert.match(
+      await raw(`GET /v1/stream?topic=a HTTP/1.1\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`),
+      /^HTTP\/1\.1 431/,
+    );
+    assert.match(await raw('GET /v1/stream?topic=a HTTP/1.1\r\nHost : x\r\n\r\n'), /^HTTP\/1\.1 400/);
+    assert.match(
+      await raw('GET /v1/stream?topic=a..b HTTP/1.1\r\nHost: x\r\n\r\n', /\r\n\r\n\{.*\}$/),
+      /^HTTP\/1\.1 400[\s\S]*HERALD_TOPIC_INVALID/,
+    );
+    const c = await gw.stream({ topic: 'still.ok' });
+    assert.equal(c.status, 200);
+    c.close();
+  });
+
+  it('publish - a body split across packets after the head reaches node:http intact', async () => {
+    const port = Number(new URL(gw.url).port);
+    const sock = connect(port, '127.0.0.1');
+    const body = JSON.stringify({ topic: 'split', data: 'x'.repeat(3000) });
+    sock.setNoDelay(true);
+    sock.write(
+      `POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`,
+    );
+    await new Promise((r) => setImmediate(r));
+    sock.write(body.slice(0, 100));
+    await new Promise((r) => setImmediate(r));
+    sock.end(body.slice(100));
+    let reply = '';
+    for await (const chunk of sock) reply += chunk;
+    assert.match(reply, /^HTTP\/1\.1 200[\s\S]*"duplicate":false/);
+  });
+
+  it('drop - dropConnections closes streams and kept-alive connections that node:http holds', async () => {
+    const c = await gw.stream({ topic: 'drop.a' });
+    const kept = connect(Number(new URL(gw.url).port), '127.0.0.1');
+    kept.on('error', () => {});
+    const closed = new Promise((r) => kept.once('close', r));
+    let reply = '';
+    const answered = new Promise<void>((r) =>
+      kept.on('data', (d) => {
+        reply += d;
+        if (reply.includes('"status":"ok"')) r();
+      }),
+    );
+    kept.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    await answered;
+    gw.gateway.dropConnections();
+    await c.ended;
+    await closed;
+    assert.equal(gw.gateway.hub.size, 0);
+  });
+});

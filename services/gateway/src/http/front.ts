@@ -1,0 +1,70 @@
+import type { Server as HttpServer } from 'node:http';
+import { createServer, type Server, type Socket } from 'node:net';
+import { headEnd, parseRequestHead, type RequestHead } from './request-head.ts';
+
+/**
+ * The public listener. It reads each connection's first request head and offers it to `take`;
+ * a stream request is served straight on the socket, everything else goes to node:http.
+ *
+ * Why: node:http keeps a parser, a request and a response alive for as long as a response is
+ * open, about 12 KB per connection on Node 24. Streams are open for hours, so streams taken here
+ * cost a bare socket (≈ 5 KB), and node:http still handles every other request and every bad one.
+ */
+export interface FrontOptions {
+  readonly http: HttpServer;
+  /** Offered each well-formed first request head; returns true when it took the socket. */
+  readonly take: (socket: Socket, head: RequestHead) => boolean;
+  /** A head larger than this goes to node:http, which answers 431. */
+  readonly maxHeadBytes: number;
+  /** A client that sends no complete head within this is disconnected (ms). */
+  readonly headTimeoutMs: number;
+}
+
+export interface Front {
+  readonly server: Server;
+  /** Destroys connections still sending their first head (the rest belong to the hub or node:http). */
+  destroyPending(): void;
+}
+
+export function createFront(opts: FrontOptions): Front {
+  const pending = new Set<Socket>();
+
+  const handOff = (socket: Socket, buf: Buffer) => {
+    if (socket.destroyed) return;
+    socket.pause();
+    socket.unshift(buf);
+    // node:http reads a socket's handle natively unless it is marked consumed; marked, it reads
+    // through the stream, so the bytes read here (unshifted above) stay ahead of the rest.
+    const handle = (socket as unknown as { _handle?: { _consumed?: boolean } })._handle;
+    if (handle) handle._consumed = true;
+    opts.http.emit('connection', socket);
+    socket.resume();
+  };
+
+  const server = createServer({ noDelay: true }, (socket) => {
+    pending.add(socket);
+    // Without a listener an ECONNRESET would be thrown; every error ends in 'close' anyway.
+    socket.on('error', () => {});
+    socket.once('close', () => pending.delete(socket));
+    socket.setTimeout(opts.headTimeoutMs, () => socket.destroy());
+    let buf: Buffer | undefined;
+    const onData = (chunk: Buffer) => {
+      buf = buf === undefined ? chunk : Buffer.concat([buf, chunk]);
+      const end = headEnd(buf);
+      if (end === -1 && buf.length <= opts.maxHeadBytes) return;
+      socket.removeListener('data', onData);
+      socket.setTimeout(0);
+      pending.delete(socket);
+      const head = end === -1 || end > opts.maxHeadBytes ? undefined : parseRequestHead(buf);
+      if (head === undefined || !opts.take(socket, head)) handOff(socket, buf);
+    };
+    socket.on('data', onData);
+  });
+
+  return {
+    server,
+    destroyPending() {
+      for (const s of pending) s.destroy();
+    },
+  };
+}
