@@ -32,8 +32,6 @@ export interface Sink {
   end(chunk: Buffer): void;
 }
 
-export type DisconnectReason = 'client' | 'drain' | 'error' | 'replaced';
-
 export interface HubOptions {
   readonly clock: Clock;
   /** Returns a float in [0, 1); injected so drain jitter is reproducible in tests. */
@@ -56,7 +54,6 @@ export class Connection {
   readonly id = ++Connection.#ids;
   readonly sink: Sink;
   readonly patterns: readonly CompiledPattern[];
-  readonly openedAt: number;
   /** Highest sequence queued to this client: the cursor it will resume from. */
   lastSeq = 0;
   /** While a log replay runs, live events wait here instead of going out. */
@@ -66,13 +63,10 @@ export class Connection {
   /** Something was queued since the last heartbeat tick. */
   wrote = false;
   closed = false;
-  events = 0;
-  bytes = 0;
 
-  constructor(sink: Sink, patterns: readonly CompiledPattern[], openedAt: number) {
+  constructor(sink: Sink, patterns: readonly CompiledPattern[]) {
     this.sink = sink;
     this.patterns = patterns;
-    this.openedAt = openedAt;
   }
 }
 
@@ -138,7 +132,7 @@ export class Hub {
 
   /** Opens a stream: the opening lines, then a resume (or reset), then live events. */
   open(sink: Sink, req: OpenRequest): Connection {
-    const c = new Connection(sink, req.topics.map(compilePattern), this.#opts.clock.now());
+    const c = new Connection(sink, req.topics.map(compilePattern));
     const state = this.#broker.state();
     const head = this.#head;
     const plan = planResume(req.lastEventId, {
@@ -181,7 +175,7 @@ export class Hub {
   }
 
   /** Closes one connection from the server side with a jittered `retry:`, so its client comes back later. */
-  close(c: Connection, _reason: DisconnectReason): void {
+  close(c: Connection): void {
     if (c.closed) return;
     const retry = this.#jitteredRetry();
     const q = c.queue;
@@ -214,8 +208,8 @@ export class Hub {
     });
     for (const c of this.#connections) {
       const delay = Math.floor(this.#opts.random() * windowMs);
-      if (delay === 0) this.close(c, 'drain');
-      else this.#opts.clock.setTimeout(() => this.close(c, 'drain'), delay);
+      if (delay === 0) this.close(c);
+      else this.#opts.clock.setTimeout(() => this.close(c), delay);
     }
     return this.#draining;
   }
@@ -224,7 +218,7 @@ export class Hub {
   stop(): void {
     this.#opts.clock.clearInterval(this.#heartbeat);
     this.#unfollow?.();
-    for (const c of this.#connections) this.close(c, 'drain');
+    for (const c of this.#connections) this.close(c);
     this.#flush();
   }
 
@@ -282,7 +276,7 @@ export class Hub {
     } catch (err) {
       // The client reconnects with the cursor it has and tries again, perhaps on another pod.
       this.#opts.onError?.(err, 'replay');
-      this.close(c, 'error');
+      this.close(c);
       return;
     }
     if (c.closed) return;
@@ -347,7 +341,6 @@ export class Hub {
       return;
     }
     c.lastSeq = e.seq;
-    c.events++;
     this.#enqueue(c, frame);
   }
 
@@ -357,7 +350,7 @@ export class Hub {
     this.#ring.clear(state.last);
     for (const c of this.#connections) {
       // A replay in flight belongs to the old stream; the client reconnects and is told then.
-      if (c.pending !== undefined) this.close(c, 'replaced');
+      if (c.pending !== undefined) this.close(c);
       else this.#sendReset(c, 'epoch', null);
     }
   }
@@ -385,7 +378,6 @@ export class Hub {
       if (q === undefined || c.closed) continue;
       c.queue = undefined;
       const chunk = Array.isArray(q) ? Buffer.concat(q) : q;
-      c.bytes += chunk.length;
       c.sink.write(chunk);
     }
   }

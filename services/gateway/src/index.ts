@@ -14,7 +14,6 @@ export { type Config, ConfigError, defaultConfig, parseConfig, settings, setting
 export { createGateway, type Gateway, type GatewayDeps } from './gateway.ts';
 export {
   Connection,
-  type DisconnectReason,
   Hub,
   type HubOptions,
   type OpenRequest,
