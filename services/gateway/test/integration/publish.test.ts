@@ -172,4 +172,17 @@ describe('publish', () => {
     });
     assert.equal(status, 413);
   });
+
+  it('publish - with the broker gone, publishes get 503 problem+json with Retry-After and readiness fails', async () => {
+    const other = await startGateway({ retryMs: 3000 });
+    await other.gateway.broker.close();
+    const r = await other.publish({ topic: 'a', data: 'x' });
+    assert.equal(r.status, 503);
+    assert.equal(r.headers.get('retry-after'), '3');
+    assert.equal(r.body.code, 'HERALD_BROKER_UNAVAILABLE');
+    const ready = await fetch(`${other.url}/readyz`);
+    assert.equal(ready.status, 503);
+    assert.deepEqual(await ready.json(), { status: 'not-ready', broker: 'disconnected', draining: false });
+    await other.close();
+  });
 });

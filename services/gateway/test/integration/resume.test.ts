@@ -183,6 +183,34 @@ describe('resume', () => {
     assert.ok(reconnects > 5, `reconnected ${reconnects} times`);
   });
 
+  it('resume - a replay the broker fails closes only that stream, with a retry, so the client tries again', async (t) => {
+    class FailingReplayBroker extends MemoryBroker {
+      override async replay(): Promise<ReplayResult> {
+        throw new Error('replay failed');
+      }
+    }
+    const clock = new FakeClock();
+    const broker = new FailingReplayBroker({
+      clock,
+      maxEvents: 1000,
+      maxAgeMs: 3_600_000,
+      dedupeWindowMs: 0,
+    });
+    const gw = await startGateway({ ringSize: 16 }, { broker, clock });
+    t.after(() => gw.close());
+    const ids = await publishMany(gw, 'f.a', 1, 40);
+    const live = await gw.stream({ topic: 'f.a' });
+    const failing = await gw.stream({ topic: 'f.a' }, { headers: { 'Last-Event-ID': ids[2]! } });
+    await failing.ended;
+    assert.equal(failing.events.length, 0, 'nothing half-replayed');
+    assert.equal(failing.retries.length, 2, 'the opening retry, then the jittered one');
+    await gw.publish({ topic: 'f.a', data: 'still live' });
+    await live.waitFor(
+      (s) => s.events.some((e) => e.data === 'still live'),
+      'the other stream to keep flowing',
+    );
+  });
+
   describe('reset', () => {
     async function resetFor(gw: TestGateway, lastEventId: string) {
       const c = await gw.stream({ topic: 'z.a' }, { headers: { 'Last-Event-ID': lastEventId } });
