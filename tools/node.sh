@@ -4,7 +4,8 @@
 # registry package), because machines here start with an older Node and cannot download builds.
 set -euo pipefail
 version=24.21.0
-cache="${HERALD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/herald}"
+# Not a HERALD_* variable: the gateway refuses those it does not know.
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/herald"
 dir="$cache/node-$version"
 bin="$dir/node_modules/node/bin"
 if [ ! -x "$bin/node" ] || [ "$("$bin/node" --version 2>/dev/null)" != "v$version" ]; then

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, type TestContext, test } from 'node:test';
 import { createGateway, defaultConfig, type Gateway } from '@herald/gateway';
-import { launchChromium } from '@herald/testkit';
+import { launchChromium, postJson } from '@herald/testkit';
 import type { Browser, Page } from 'playwright-core';
 
 /**
@@ -86,15 +86,9 @@ async function publishFromForm(page: Page, topic: string, data: string, event = 
 }
 
 async function publish(topic: string, data: string): Promise<string> {
-  const res = await fetch(`${base}/v1/publish`, {
-    method: 'POST',
-    // No idle keep-alive connection left behind for gw.shutdown() to wait out.
-    headers: { 'Content-Type': 'application/json', Connection: 'close' },
-    body: JSON.stringify({ topic, data }),
-  });
-  const body = (await res.json()) as { id: string };
-  assert.equal(res.status, 200, JSON.stringify(body));
-  return body.id;
+  const r = await postJson(`${base}/v1/publish`, { topic, data });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return r.body.id;
 }
 
 /** The event row whose data is exactly `data`, once it is shown. */

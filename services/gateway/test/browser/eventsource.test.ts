@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, type TestContext, test } from 'node:test';
 import { createGateway, defaultConfig, type Gateway } from '@herald/gateway';
-import { launchChromium } from '@herald/testkit';
+import { launchChromium, postJson } from '@herald/testkit';
 import type { Browser, Page } from 'playwright-core';
 
 /**
@@ -53,15 +53,9 @@ after(async () => {
 });
 
 async function publish(topic: string, data: string): Promise<string> {
-  const res = await fetch(`http://127.0.0.1:${port}/v1/publish`, {
-    method: 'POST',
-    // No idle keep-alive connection left behind for gw.shutdown() to wait out.
-    headers: { 'Content-Type': 'application/json', Connection: 'close' },
-    body: JSON.stringify({ topic, data }),
-  });
-  const body = (await res.json()) as { id: string };
-  assert.equal(res.status, 200, JSON.stringify(body));
-  return body.id;
+  const r = await postJson(`http://127.0.0.1:${port}/v1/publish`, { topic, data });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return r.body.id;
 }
 
 async function publishRange(topic: string, from: number, to: number): Promise<void> {
