@@ -630,21 +630,7 @@ async function undisturbed(label: string, run: () => Promise<PhaseResult>): Prom
 
 async function session(kind: Kind, connections: number, repeat: number): Promise<Session> {
   const label = `${kind} n=${connections} #${repeat}`;
-  const result: Session = {
-    server: kind,
-    connections,
-    repeat,
-    opened: 0,
-    failedToOpen: 0,
-    openMs: 0,
-    rssBeforeKb: 0,
-    rssAfterKb: 0,
-    rssPerConnectionKb: 0,
-    rssAfterLoadKb: 0,
-    rates: [],
-    burst: null,
-    otherCpuPercent: 0,
-  };
+  const result = emptySession(kind, connections, repeat);
   result.otherCpuPercent = await waitForIdleMachine(label);
   progress(`${label}: starting server`);
   const server = await startServer(kind, join(OUT, 'logs', `${kind}-${connections}-${repeat}.log`));
