@@ -58,6 +58,8 @@ export class Connection {
   lastSeq = 0;
   /** While a log replay runs, live events wait here instead of going out. */
   pending: StoredEvent[] | undefined;
+  /** More live events arrived during the replay than `pending` holds; the replay fetches them. */
+  overflowed = false;
   /** Bytes due in this turn, written together by the next flush. */
   queue: Buffer | Buffer[] | undefined;
   /** Something was queued since the last heartbeat tick. */
@@ -219,7 +221,6 @@ export class Hub {
     this.#opts.clock.clearInterval(this.#heartbeat);
     this.#unfollow?.();
     for (const c of this.#connections) this.close(c);
-    this.#flush();
   }
 
   #wants(c: Connection, topic: string): boolean {
@@ -255,22 +256,38 @@ export class Hub {
     c.lastSeq = this.#head;
   }
 
+  /**
+   * Replays from the broker's log up to `through` (the head when the stream opened) while live
+   * events wait in `c.pending`; then sends the waiting ones. If more arrive during the replay than
+   * the ring holds, they are dropped from `pending` and fetched by another round of replay up to
+   * the new head instead, so a slow replay under heavy traffic costs bounded memory.
+   */
   async #replayLog(c: Connection, through: number, from: string): Promise<void> {
+    let lastSent = c.lastSeq;
     try {
       await this.#replays.run(async () => {
-        while (c.lastSeq < through && !c.closed) {
-          const r = await this.#broker.replay({
-            after: c.lastSeq,
-            through,
-            patterns: c.patterns,
-            limit: this.#opts.replayPage,
-          });
-          if (r.kind === 'gone') {
-            this.#sendReset(c, 'expired', from);
-            return;
+        for (;;) {
+          while (c.lastSeq < through && !c.closed) {
+            const r = await this.#broker.replay({
+              after: c.lastSeq,
+              through,
+              patterns: c.patterns,
+              limit: this.#opts.replayPage,
+            });
+            if (r.kind === 'gone') {
+              this.#sendReset(c, 'expired', from);
+              lastSent = c.lastSeq;
+              c.overflowed = false;
+              return;
+            }
+            for (const e of r.events) this.#deliver(c, e, this.#encode(e), true);
+            lastSent = c.lastSeq;
+            c.lastSeq = Math.max(c.lastSeq, r.reached);
           }
-          for (const e of r.events) this.#deliver(c, e, this.#encode(e), true);
-          c.lastSeq = Math.max(c.lastSeq, r.reached);
+          if (!c.overflowed || c.closed) return;
+          c.overflowed = false;
+          c.pending = [];
+          through = this.#head;
         }
       });
     } catch (err) {
@@ -282,8 +299,8 @@ export class Hub {
     if (c.closed) return;
     const pending = c.pending ?? [];
     c.pending = undefined;
-    const reached = c.lastSeq;
-    this.#moveTo(c, Math.max(through, reached));
+    // The replay skipped events of other topics without telling the client; tell it now.
+    if (c.lastSeq > lastSent) this.#enqueue(c, this.#idOnly(c.lastSeq));
     for (const e of pending) this.#deliver(c, e, this.#encode(e));
   }
 
@@ -337,7 +354,8 @@ export class Hub {
   #deliver(c: Connection, e: StoredEvent, frame: Buffer, replay = false): void {
     if (c.lastSeq >= e.seq) return;
     if (c.pending !== undefined && !replay) {
-      c.pending.push(e);
+      if (c.pending.length < this.#opts.ringSize) c.pending.push(e);
+      else c.overflowed = true;
       return;
     }
     c.lastSeq = e.seq;

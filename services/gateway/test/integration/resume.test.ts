@@ -59,6 +59,53 @@ describe('resume', () => {
     assert.equal(c.events.length, 51);
   });
 
+  it('resume - after a log replay the cursor moves to the head even when the newest events were on other topics', async (t) => {
+    const gw = await startGateway({ ringSize: 16 });
+    t.after(() => gw.close());
+    const mine = await publishMany(gw, 'mine', 1, 30);
+    const others = await publishMany(gw, 'others', 31, 40);
+    const c = await gw.stream({ topic: 'mine' }, { headers: { 'Last-Event-ID': mine[4]! } });
+    await c.waitFor((s) => s.lastEventId() === others.at(-1), 'the id-only frame at the head');
+    assert.deepEqual(
+      c.events.map((e) => e.data),
+      Array.from({ length: 25 }, (_, i) => String(i + 6)),
+    );
+  });
+
+  it('resume - a replay outrun by live traffic catches up through the log with bounded waiting events', async (t) => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    class SlowFirstReplayBroker extends MemoryBroker {
+      override async replay(req: ReplayRequest): Promise<ReplayResult> {
+        await gate;
+        return super.replay(req);
+      }
+    }
+    const clock = new FakeClock();
+    const broker = new SlowFirstReplayBroker({
+      clock,
+      maxEvents: 10_000,
+      maxAgeMs: 3_600_000,
+      dedupeWindowMs: 0,
+    });
+    const gw = await startGateway({ ringSize: 16 }, { broker, clock });
+    t.after(() => gw.close());
+    const ids = await publishMany(gw, 'o.a', 1, 40);
+    const c = await gw.stream({ topic: 'o.a' }, { headers: { 'Last-Event-ID': ids[1]! } });
+    // 100 live events while the replay waits: more than the 16 that may wait in memory.
+    await gw.publish({
+      messages: Array.from({ length: 100 }, (_, i) => ({ topic: 'o.a', data: String(41 + i) })),
+    });
+    release();
+    await c.waitFor((s) => s.events.length === 138, 'events 3..140');
+    assert.deepEqual(
+      c.events.map((e) => Number(e.data)),
+      Array.from({ length: 138 }, (_, i) => i + 3),
+    );
+  });
+
   it('resume - lastEventId query works for the first connect after a reload; the header wins over it', async (t) => {
     const gw = await startGateway();
     t.after(() => gw.close());
