@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Broker } from './broker/broker.ts';
+import { JetStreamBroker } from './broker/jetstream-broker.ts';
 import { MemoryBroker } from './broker/memory-broker.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
@@ -35,6 +36,33 @@ export interface Gateway {
   dropConnections(): void;
 }
 
+function createBroker(config: Config, clock: Clock, log: Logger): Broker {
+  const retention = {
+    maxEvents: config.historyMaxEvents,
+    maxAgeMs: config.historyMaxAgeMs,
+    dedupeWindowMs: config.dedupeWindowMs,
+  };
+  if (config.broker === 'memory') return new MemoryBroker({ clock, ...retention });
+  const file = (path: string) => (path === '' ? undefined : path);
+  return new JetStreamBroker({
+    clock,
+    log,
+    servers: config.natsUrl.split(','),
+    credsFile: file(config.natsCredsFile),
+    tokenFile: file(config.natsTokenFile),
+    tlsCaFile: file(config.natsTlsCaFile),
+    tlsCertFile: file(config.natsTlsCertFile),
+    tlsKeyFile: file(config.natsTlsKeyFile),
+    stream: {
+      name: config.streamName,
+      manage: config.streamManage,
+      replicas: config.streamReplicas,
+      maxBytes: config.streamMaxBytes,
+      ...retention,
+    },
+  });
+}
+
 /** node:http's own default; a larger head is answered 431 by node:http. */
 const MAX_HEAD_BYTES = 16 * 1024;
 const HEAD_TIMEOUT_MS = 10_000;
@@ -45,14 +73,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   const clock = deps.clock ?? systemClock;
   const log = deps.log ?? (() => {});
   const onError = (err: unknown, context: string) => log('error', context, errorFields(err));
-  const broker =
-    deps.broker ??
-    new MemoryBroker({
-      clock,
-      maxEvents: config.historyMaxEvents,
-      maxAgeMs: config.historyMaxAgeMs,
-      dedupeWindowMs: config.dedupeWindowMs,
-    });
+  const broker = deps.broker ?? createBroker(config, clock, log);
   const hub = new Hub(broker, {
     clock,
     random: deps.random ?? Math.random,

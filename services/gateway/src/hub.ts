@@ -110,7 +110,10 @@ export class Hub {
 
   /** Starts following the broker and the heartbeat timer. */
   start(): void {
-    this.#unfollow = this.#broker.follow({ event: (e) => this.#onEvent(e), reset: (s) => this.#onReset(s) });
+    this.#unfollow = this.#broker.follow({
+      event: (e) => this.#onEvent(e),
+      reset: (s, reason) => this.#onReset(s, reason ?? 'epoch'),
+    });
     this.#heartbeat = this.#opts.clock.setInterval(() => this.#tick(), this.#opts.heartbeatMs);
   }
 
@@ -121,6 +124,11 @@ export class Hub {
 
   get size(): number {
     return this.#connections.size;
+  }
+
+  /** False until the broker has named its stream (a JetStream gateway that never reached NATS). */
+  get live(): boolean {
+    return this.#epoch !== '';
   }
 
   get draining(): boolean {
@@ -362,14 +370,14 @@ export class Hub {
     this.#enqueue(c, frame);
   }
 
-  #onReset(state: StreamState): void {
+  #onReset(state: StreamState, reason: 'epoch' | 'expired'): void {
     this.#epoch = state.epoch;
     this.#head = state.last;
     this.#ring.clear(state.last);
     for (const c of this.#connections) {
-      // A replay in flight belongs to the old stream; the client reconnects and is told then.
+      // A replay in flight is void; the client reconnects and is told then.
       if (c.pending !== undefined) this.close(c);
-      else this.#sendReset(c, 'epoch', null);
+      else this.#sendReset(c, reason, null);
     }
   }
 

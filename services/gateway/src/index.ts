@@ -8,6 +8,13 @@ export type {
   StoredEvent,
   StreamState,
 } from './broker/broker.ts';
+export {
+  EVENT_HEADER,
+  epochOf,
+  JetStreamBroker,
+  type JetStreamBrokerOptions,
+  streamProblems,
+} from './broker/jetstream-broker.ts';
 export { MemoryBroker, type MemoryBrokerOptions } from './broker/memory-broker.ts';
 export { type Clock, systemClock } from './clock.ts';
 export { type Config, ConfigError, defaultConfig, parseConfig, settings, settingsTable } from './config.ts';

@@ -58,8 +58,12 @@ export type ReplayResult =
 /** Receives the live feed: every event, in sequence order, once. */
 export interface BrokerListener {
   event(e: StoredEvent): void;
-  /** The stream was replaced (new epoch); everything before is void. */
-  reset(state: StreamState): void;
+  /**
+   * The feed starts over at `state.last + 1`: on first contact with the stream, when it was
+   * replaced (`epoch`: a new incarnation, everything before is void), or when events were removed
+   * before they could be delivered (`expired`).
+   */
+  reset(state: StreamState, reason?: 'epoch' | 'expired'): void;
 }
 
 export interface Broker {

@@ -88,8 +88,8 @@ export function openStream(
       'Connection: close\r\n\r\n',
   );
   socket.setTimeout(0);
-  if (hub.draining) {
-    hub.turnAway(socket, 'draining; reconnect');
+  if (hub.draining || !hub.live) {
+    hub.turnAway(socket, hub.draining ? 'draining; reconnect' : 'broker not reached yet; reconnect');
     return;
   }
   const conn = hub.open(socket, { topics, lastEventId });

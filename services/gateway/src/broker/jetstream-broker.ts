@@ -1,0 +1,407 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import {
+  isEventType,
+  matches,
+  RESERVED_EVENT_PREFIX,
+  SUBJECT_PREFIX,
+  subjectToTopic,
+  topicToSubject,
+} from '@herald/protocol';
+import {
+  type Consumer,
+  type ConsumerMessages,
+  DeliverPolicy,
+  DiscardPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type StreamConfig,
+  type StreamInfo,
+} from '@nats-io/jetstream';
+import {
+  connect,
+  credsAuthenticator,
+  headers,
+  type NatsConnection,
+  type NodeConnectionOptions,
+  nanos,
+} from '@nats-io/transport-node';
+import type { Clock } from '../clock.ts';
+import type {
+  Broker,
+  BrokerListener,
+  PublishAck,
+  PublishMessage,
+  ReplayRequest,
+  ReplayResult,
+  StoredEvent,
+  StreamState,
+} from './broker.ts';
+
+/** The header that carries an event's type; plain NATS publishers may set it too. */
+export const EVENT_HEADER = 'Herald-Event';
+
+export interface JetStreamBrokerOptions {
+  readonly clock: Clock;
+  /** Client URLs, e.g. `nats://nats:4222`. */
+  readonly servers: readonly string[];
+  /** A `.creds` file (JWT + nkey seed), a token file, and TLS files: all optional paths. */
+  readonly credsFile?: string | undefined;
+  readonly tokenFile?: string | undefined;
+  readonly tlsCaFile?: string | undefined;
+  readonly tlsCertFile?: string | undefined;
+  readonly tlsKeyFile?: string | undefined;
+  readonly stream: {
+    readonly name: string;
+    /** Create or update the stream at start; otherwise only verify it. */
+    readonly manage: boolean;
+    readonly replicas: number;
+    readonly maxEvents: number;
+    readonly maxAgeMs: number;
+    readonly maxBytes: number;
+    readonly dedupeWindowMs: number;
+  };
+  /** How often the stream's state (first sequence, incarnation) is read (ms). Default 1000. */
+  readonly refreshMs?: number;
+  readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+/**
+ * A stream's incarnation: its creation time, hashed short. A deleted and recreated stream has a
+ * new one, so cursors from before are recognised as foreign.
+ */
+export function epochOf(info: StreamInfo): string {
+  return createHash('sha256')
+    .update(`${info.config.name}\n${info.created}`)
+    .digest()
+    .readUIntBE(0, 6)
+    .toString(36);
+}
+
+/** What Herald needs of a stream it did not create; each entry names what is wrong. */
+export function streamProblems(config: StreamConfig): string[] {
+  const problems: string[] = [];
+  if (!config.subjects?.some((s) => s === `${SUBJECT_PREFIX}>`)) {
+    problems.push(
+      `subjects must include "${SUBJECT_PREFIX}>" (has ${JSON.stringify(config.subjects ?? [])})`,
+    );
+  }
+  if (config.retention !== RetentionPolicy.Limits) {
+    problems.push(`retention must be "limits" (has "${config.retention}"): resume needs the history kept`);
+  }
+  return problems;
+}
+
+/**
+ * The JetStream broker: one stream, one ordered consumer for the live feed, and short-lived
+ * ordered consumers (filtered server-side) for replays. Ordered consumers are served by the
+ * stream leader, so a replay never reads a lagging replica.
+ */
+export class JetStreamBroker implements Broker {
+  readonly kind = 'jetstream';
+  readonly #opts: JetStreamBrokerOptions;
+  #nc: NatsConnection | undefined;
+  #js: JetStreamClient | undefined;
+  #jsm: JetStreamManager | undefined;
+  #connected = false;
+  #streamOk = false;
+  #closed = false;
+  #state: StreamState = { epoch: '', first: 1, last: 0 };
+  #live: ConsumerMessages | undefined;
+  #refresh: unknown;
+  #ensuring = false;
+  readonly #listeners = new Set<BrokerListener>();
+
+  constructor(opts: JetStreamBrokerOptions) {
+    this.#opts = opts;
+  }
+
+  get ready(): boolean {
+    return this.#connected && this.#streamOk && !this.#closed;
+  }
+
+  state(): StreamState {
+    return this.#state;
+  }
+
+  /** Returns at once: connecting waits for NATS in the background, and readiness says when it is there. */
+  async start(): Promise<void> {
+    void this.#connect().catch((err: unknown) =>
+      this.#opts.log('error', 'nats connection failed for good', { error: String(err) }),
+    );
+  }
+
+  follow(listener: BrokerListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async publish(messages: readonly PublishMessage[]): Promise<PublishAck[]> {
+    const js = this.#js;
+    if (js === undefined || !this.ready) throw new Error('not connected to JetStream');
+    // All on one connection without waiting in between: JetStream stores them in this order.
+    return Promise.all(
+      messages.map(async (m) => {
+        const h = headers();
+        if (m.event !== undefined) h.set(EVENT_HEADER, m.event);
+        const ack = await js.publish(topicToSubject(m.topic), encoder.encode(m.data), {
+          headers: h,
+          ...(m.key === undefined ? {} : { msgID: m.key }),
+          expect: { streamName: this.#opts.stream.name },
+        });
+        return { seq: ack.seq, duplicate: ack.duplicate };
+      }),
+    );
+  }
+
+  async replay(req: ReplayRequest): Promise<ReplayResult> {
+    const { js, jsm } = this.#clients();
+    const info = await jsm.streams.info(this.#opts.stream.name);
+    const state = this.#observe(info);
+    if (state.epoch !== this.#state.epoch || req.after < state.first - 1) return { kind: 'gone', state };
+    const through = Math.min(req.through, state.last);
+    if (req.after >= through) return { kind: 'events', events: [], reached: through };
+    const consumer = await js.consumers.get(this.#opts.stream.name, {
+      filter_subjects: req.patterns.map((p) => topicToSubject(p.pattern)),
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: req.after + 1,
+    });
+    try {
+      return await this.#fetchThrough(consumer, req, through);
+    } finally {
+      await consumer.delete().catch(() => {});
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#opts.clock.clearInterval(this.#refresh);
+    this.#listeners.clear();
+    await this.#live?.close();
+    await this.#nc?.drain().catch(() => {});
+  }
+
+  async #fetchThrough(consumer: Consumer, req: ReplayRequest, through: number): Promise<ReplayResult> {
+    const events: StoredEvent[] = [];
+    const pending = (await consumer.info(true)).num_pending;
+    if (pending === 0) return { kind: 'events', events, reached: through };
+    const batch = await consumer.fetch({ max_messages: Math.min(req.limit, pending), expires: 5000 });
+    for await (const m of batch) {
+      if (m.seq > through) return { kind: 'events', events, reached: through };
+      const e = this.#toEvent(m.subject, m.seq, m.headers?.get(EVENT_HEADER), m.data, m.timestampNanos);
+      if (e !== undefined && req.patterns.some((p) => matches(p, e.topic))) events.push(e);
+      if (m.info.pending === 0) return { kind: 'events', events, reached: through };
+      if (events.length >= req.limit) return { kind: 'events', events, reached: m.seq };
+    }
+    // The fetch ended early (expired); report what was covered, the caller asks again.
+    const last = events.at(-1);
+    return { kind: 'events', events, reached: last === undefined ? req.after : last.seq };
+  }
+
+  #clients(): { js: JetStreamClient; jsm: JetStreamManager } {
+    if (this.#js === undefined || this.#jsm === undefined || !this.ready)
+      throw new Error('not connected to JetStream');
+    return { js: this.#js, jsm: this.#jsm };
+  }
+
+  #connectOptions(): NodeConnectionOptions {
+    const o = this.#opts;
+    const opts: NodeConnectionOptions = {
+      servers: [...o.servers],
+      name: 'herald-gateway',
+      waitOnFirstConnect: true,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 1000,
+    };
+    if (o.credsFile) opts.authenticator = credsAuthenticator(readFileSync(o.credsFile));
+    if (o.tokenFile) opts.token = readFileSync(o.tokenFile, 'utf8').trim();
+    if (o.tlsCaFile || o.tlsCertFile) {
+      opts.tls = {
+        ...(o.tlsCaFile ? { caFile: o.tlsCaFile } : {}),
+        ...(o.tlsCertFile ? { certFile: o.tlsCertFile } : {}),
+        ...(o.tlsKeyFile ? { keyFile: o.tlsKeyFile } : {}),
+      };
+    }
+    return opts;
+  }
+
+  async #connect(): Promise<void> {
+    this.#opts.log('info', 'connecting to nats', { servers: this.#opts.servers });
+    const nc = await connect(this.#connectOptions());
+    if (this.#closed) return void (await nc.close());
+    this.#nc = nc;
+    this.#connected = true;
+    this.#js = jetstream(nc);
+    this.#jsm = await jetstreamManager(nc);
+    this.#opts.log('info', 'connected to nats', { server: nc.getServer() });
+    void this.#watchStatus(nc);
+    await this.#ensureStream();
+    this.#refresh = this.#opts.clock.setInterval(
+      () => void this.#refreshState(),
+      this.#opts.refreshMs ?? 1000,
+    );
+  }
+
+  async #watchStatus(nc: NatsConnection): Promise<void> {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') {
+        this.#connected = false;
+        this.#opts.log('warn', 'nats disconnected; streams stay open, publishes are refused');
+      } else if (s.type === 'reconnect') {
+        this.#connected = true;
+        this.#opts.log('info', 'nats reconnected');
+      }
+    }
+  }
+
+  /** Creates, updates or verifies the stream, retrying until it succeeds; then follows it. */
+  async #ensureStream(): Promise<void> {
+    if (this.#ensuring) return;
+    this.#ensuring = true;
+    try {
+      await this.#ensureStreamOnce();
+    } finally {
+      this.#ensuring = false;
+    }
+  }
+
+  async #ensureStreamOnce(): Promise<void> {
+    const jsm = this.#jsm!;
+    const { name, manage, replicas, maxEvents, maxAgeMs, maxBytes, dedupeWindowMs } = this.#opts.stream;
+    const wanted: Partial<StreamConfig> & { name: string } = {
+      name,
+      subjects: [`${SUBJECT_PREFIX}>`],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      discard: DiscardPolicy.Old,
+      num_replicas: replicas,
+      max_msgs: maxEvents,
+      max_age: nanos(maxAgeMs),
+      max_bytes: maxBytes,
+      duplicate_window: nanos(dedupeWindowMs),
+    };
+    for (let attempt = 1; !this.#closed; attempt++) {
+      try {
+        let info: StreamInfo;
+        if (manage) {
+          info = await jsm.streams.info(name).then(
+            () => jsm.streams.update(name, wanted),
+            () => jsm.streams.add(wanted),
+          );
+        } else {
+          info = await jsm.streams.info(name);
+          const problems = streamProblems(info.config);
+          if (problems.length > 0) {
+            throw new Error(
+              `stream ${name} does not suit Herald: ${problems.join('; ')} (or set HERALD_STREAM_MANAGE=1)`,
+            );
+          }
+        }
+        this.#startLive(info);
+        return;
+      } catch (err) {
+        const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
+        this.#opts.log('error', 'jetstream stream not usable; retrying', {
+          stream: name,
+          error: String(err),
+          retryMs: delay,
+        });
+        await new Promise<void>((r) => this.#opts.clock.setTimeout(r, delay));
+      }
+    }
+  }
+
+  #observe(info: StreamInfo): StreamState {
+    const { first_seq, last_seq, messages } = info.state;
+    // JetStream reports first 0 for a stream that never held anything; Herald's convention is last + 1.
+    return { epoch: epochOf(info), first: messages === 0 ? last_seq + 1 : first_seq, last: last_seq };
+  }
+
+  /** (Re)starts the live feed at the stream's end, telling listeners the stream they now follow. */
+  #startLive(info: StreamInfo): void {
+    void this.#live?.close();
+    this.#state = this.#observe(info);
+    this.#streamOk = true;
+    this.#opts.log('info', 'following stream', { stream: info.config.name, ...this.#state });
+    for (const l of this.#listeners) l.reset(this.#state);
+    const { epoch, last } = this.#state;
+    this.#follow(epoch, last).catch((err: unknown) => {
+      // The refresh timer notices a deleted or recreated stream and starts following again.
+      if (this.#state.epoch === epoch) this.#opts.log('error', 'live feed stopped', { error: String(err) });
+    });
+  }
+
+  async #follow(epoch: string, last: number): Promise<void> {
+    const { js } = this.#clients();
+    const consumer = await js.consumers.get(this.#opts.stream.name, {
+      filter_subjects: `${SUBJECT_PREFIX}>`,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: last + 1,
+    });
+    const messages = await consumer.consume();
+    this.#live = messages;
+    let seen = last;
+    for await (const m of messages) {
+      if (this.#state.epoch !== epoch) break;
+      // Sequences are contiguous in a limits stream; a jump means events were removed (purged or
+      // expired) before this gateway saw them, and clients must be told rather than skip them.
+      if (m.seq > seen + 1) {
+        this.#state = { ...this.#state, last: m.seq - 1, first: Math.max(this.#state.first, m.seq) };
+        this.#opts.log('warn', 'events lost before delivery; resetting clients', {
+          from: seen + 1,
+          to: m.seq - 1,
+        });
+        for (const l of this.#listeners) l.reset(this.#state, 'expired');
+      }
+      seen = m.seq;
+      if (m.seq > this.#state.last) this.#state = { ...this.#state, last: m.seq };
+      const e = this.#toEvent(m.subject, m.seq, m.headers?.get(EVENT_HEADER), m.data, m.timestampNanos);
+      if (e !== undefined) for (const l of this.#listeners) l.event(e);
+    }
+  }
+
+  /** Reads the stream's state; a new incarnation restarts the live feed and resets every client. */
+  async #refreshState(): Promise<void> {
+    const jsm = this.#jsm;
+    if (jsm === undefined || !this.#connected || this.#closed) return;
+    try {
+      const info = await jsm.streams.info(this.#opts.stream.name);
+      const seen = this.#observe(info);
+      if (seen.epoch !== this.#state.epoch) {
+        this.#opts.log('warn', 'stream was recreated; resetting clients', { stream: info.config.name });
+        this.#startLive(info);
+      } else {
+        this.#streamOk = true;
+        this.#state = { ...this.#state, first: seen.first, last: Math.max(this.#state.last, seen.last) };
+      }
+    } catch (err) {
+      if (this.#streamOk) this.#opts.log('error', 'stream unavailable', { error: String(err) });
+      this.#streamOk = false;
+      if (this.#opts.stream.manage && String(err).includes('not found')) await this.#ensureStream();
+    }
+  }
+
+  #toEvent(
+    subject: string,
+    seq: number,
+    event: string | undefined,
+    data: Uint8Array,
+    ns: bigint,
+  ): StoredEvent | undefined {
+    const topic = subjectToTopic(subject);
+    if (topic === undefined) return undefined;
+    // A type set by a plain NATS publisher is used only when it is one Herald could have accepted.
+    const type =
+      event !== undefined && event !== '' && isEventType(event) && !event.startsWith(RESERVED_EVENT_PREFIX)
+        ? event
+        : undefined;
+    return { seq, topic, event: type, data: decoder.decode(data), time: Number(ns / 1_000_000n) };
+  }
+}
