@@ -11,11 +11,12 @@ export PATH := $(NODE_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 NODE := node --conditions=herald-source
 GATEWAY := services/gateway/src/main.ts
 
-UNIT := 'packages/*/test/**/*.test.ts' 'services/*/test/unit/**/*.test.ts'
+UNIT := 'packages/protocol/test/**/*.test.ts' 'services/*/test/unit/**/*.test.ts'
 INTEGRATION := 'services/*/test/integration/**/*.test.ts'
+JETSTREAM := 'packages/testkit/test/**/*.test.ts' 'services/*/test/jetstream/**/*.test.ts'
 BROWSER := 'services/*/test/browser/**/*.test.ts'
 
-.PHONY: help deps dev run check lint format types unit test integration browser docs docs-check bench clean
+.PHONY: help deps dev run check lint format types unit test integration jetstream browser docs docs-check bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,11 +52,15 @@ unit: deps ## Unit tests of the pure parts
 integration: deps ## Gateway over real HTTP on port 0
 	$(NODE) --test --test-reporter=spec $(INTEGRATION)
 
+jetstream: deps ## Gateways against real nats-server (built by tools/nats-server.sh)
+	bash tools/nats-server.sh >/dev/null
+	$(NODE) --test --test-reporter=spec $(JETSTREAM)
+
 browser: deps ## A real Chromium (Debian's, installed by tools/chromium.sh) against the gateway
 	bash tools/chromium.sh >/dev/null
 	$(NODE) --test --test-reporter=spec --test-concurrency=1 $(BROWSER)
 
-test: check integration browser ## Everything; what CI runs
+test: check integration jetstream browser ## Everything; what CI runs
 
 docs: deps ## Regenerate the settings table in README.md
 	$(NODE) tools/settings-doc.ts --write

@@ -9,5 +9,16 @@ export {
   startGateway,
   streamPath,
   type TestGateway,
+  until,
+  untilReady,
 } from './gateway.ts';
+export {
+  type NatsCluster,
+  type NatsClusterOptions,
+  type NatsOptions,
+  type NatsServer,
+  natsServerPath,
+  startNats,
+  startNatsCluster,
+} from './nats.ts';
 export { connectSse, type SseClient, type SseOptions } from './sse-client.ts';

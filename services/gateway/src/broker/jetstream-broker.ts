@@ -165,7 +165,9 @@ export class JetStreamBroker implements Broker {
     const { js, jsm } = this.#clients();
     const info = await jsm.streams.info(this.#opts.stream.name);
     const state = this.#observe(info);
-    if (state.epoch !== this.#state.epoch || req.after < state.first - 1) return { kind: 'gone', state };
+    if (state.epoch !== this.#state.epoch) return { kind: 'gone', state };
+    this.#state = { ...this.#state, first: state.first, last: Math.max(this.#state.last, state.last) };
+    if (req.after < state.first - 1) return { kind: 'gone', state };
     const through = Math.min(req.through, state.last);
     if (req.after >= through) return { kind: 'events', events: [], reached: through };
     const consumer = await js.consumers.get(this.#opts.stream.name, {
@@ -185,7 +187,7 @@ export class JetStreamBroker implements Broker {
     this.#opts.clock.clearInterval(this.#refresh);
     this.#listeners.clear();
     await this.#live?.close();
-    await this.#nc?.drain().catch(() => {});
+    await this.#nc?.close().catch(() => {});
   }
 
   async #fetchThrough(consumer: Consumer, req: ReplayRequest, through: number): Promise<ReplayResult> {
@@ -334,7 +336,8 @@ export class JetStreamBroker implements Broker {
     const { epoch, last } = this.#state;
     this.#follow(epoch, last).catch((err: unknown) => {
       // The refresh timer notices a deleted or recreated stream and starts following again.
-      if (this.#state.epoch === epoch) this.#opts.log('error', 'live feed stopped', { error: String(err) });
+      if (this.#state.epoch === epoch && !this.#closed)
+        this.#opts.log('error', 'live feed stopped', { error: String(err) });
     });
   }
 

@@ -1,0 +1,715 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+
+/**
+ * Real nats-server processes for tests (never a mock): the pinned binary from
+ * `tools/nats-server.sh`, on 127.0.0.1 only, each with its own temporary directory holding its
+ * config file, pid file and (by default) its JetStream store.
+ *
+ * Ports: a single server and every node's client and monitoring listeners are given port -1, so
+ * nats-server picks free ones itself (no race), and the harness reads them from its log. A
+ * restart reuses the same ports and store. Cluster route ports must be known before any node
+ * starts (each node lists the others), so they are reserved by binding port 0 first; if one is
+ * taken in between, the whole cluster start is retried with fresh ports.
+ *
+ * Ready means, each step polled (backing off 10 → 100 ms) until a bound: the log says "Server is
+ * ready"; `/healthz` answers 200 (JetStream enabled; in a cluster, a meta leader is known and
+ * this node is current); a client connects and `jsm.getAccountInfo()` is answered; and, for a
+ * cluster node, every replicated stream it hosts knows its leader and holds the leader's last
+ * sequence (a restarted node passes /healthz before it has heard from its stream leaders).
+ *
+ * Cleanup: `stop()` removes the temporary directory. As a last resort, children still running
+ * when this process exits are SIGKILLed from an `exit` hook, and a detached `sh` reaper kills
+ * them and removes their directories if this process dies without running that hook (SIGKILL,
+ * an unhandled SIGTERM from a test runner).
+ */
+
+const SCRIPT = fileURLToPath(new URL('../../../tools/nats-server.sh', import.meta.url));
+const HOST = '127.0.0.1';
+/** How long `stop()` and `restart()` wait after SIGTERM before escalating to SIGKILL. */
+const STOP_GRACE_MS = 5_000;
+/** How long `kill()` waits for the process to exit after its signal. */
+const KILL_WAIT_MS = 5_000;
+/** Readiness polls start this fast and back off to POLL_MAX_MS (each failed /healthz logs a warning). */
+const POLL_MIN_MS = 10;
+const POLL_MAX_MS = 100;
+const MAX_LOG_LINES = 10_000;
+const CLUSTER_START_ATTEMPTS = 3;
+const PID_FILE = 'nats-server.pid';
+
+let resolved: string | undefined;
+
+/** The nats-server executable: whatever `tools/nats-server.sh` prints (it builds it with `go install` when missing). */
+export function natsServerPath(): string {
+  if (resolved !== undefined) return resolved;
+  if (!existsSync(SCRIPT)) throw new Error(`${SCRIPT} is missing; it installs the pinned nats-server`);
+  const path = execFileSync('bash', [SCRIPT], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }).trim();
+  if (!existsSync(path)) {
+    throw new Error(
+      `nats-server not found at ${path}; run \`bash tools/nats-server.sh\` (it builds it with go install)`,
+    );
+  }
+  resolved = path;
+  return path;
+}
+
+export interface NatsOptions {
+  /** Enable JetStream (default true). */
+  readonly jetstream?: boolean;
+  /**
+   * JetStream store directory. Default: `store/` inside the server's temporary directory, removed
+   * by `stop()`. A directory given here belongs to the caller and is never removed.
+   */
+  readonly storeDir?: string;
+  /** Client port. Default: a free one picked by nats-server (`-1`); restarts keep it. */
+  readonly port?: number;
+  /** `server_name` (default `herald-nats`). */
+  readonly name?: string;
+  /**
+   * Extra settings merged into the generated config file; object values are merged one level
+   * deep, e.g. `{ jetstream: { sync_interval: 'always' } }` keeps the store directory.
+   */
+  readonly config?: Readonly<Record<string, unknown>>;
+  /**
+   * Extra command-line flags, after `-c <config>` (flags override the config file). Not `-l`:
+   * the harness reads the log from stderr.
+   */
+  readonly args?: readonly string[];
+  /** Bound on start and restart readiness, in ms (default 10 s). */
+  readonly readyTimeoutMs?: number;
+}
+
+export interface NatsClusterOptions {
+  /** `cluster.name` (default `herald-test`); nodes are named `node-0` … `node-<size-1>`. */
+  readonly name?: string;
+  /** Merged into every node's config file, as in `NatsOptions.config`. */
+  readonly config?: Readonly<Record<string, unknown>>;
+  /** Extra command-line flags for every node. */
+  readonly args?: readonly string[];
+  /** Bound on cluster start (all nodes healthy, JetStream answering), in ms (default 20 s). */
+  readonly readyTimeoutMs?: number;
+}
+
+/** One real nats-server process on 127.0.0.1. */
+export interface NatsServer {
+  /** `server_name`. */
+  readonly name: string;
+  /** `nats://127.0.0.1:<port>`; the same across restarts. */
+  readonly url: string;
+  readonly port: number;
+  /** `http://127.0.0.1:<port>` of the monitoring endpoints (`/healthz`, `/jsz`, `/varz`, …). */
+  readonly monitorUrl: string;
+  /** The JetStream store directory (nats-server keeps its data in `<storeDir>/jetstream`). */
+  readonly storeDir: string;
+  /** The current process id (the last one while the server is down). */
+  readonly pid: number;
+  /** True while a process is running (false after `kill()` or `stop()`). */
+  readonly running: boolean;
+  /** SIGTERM, wait for exit (SIGKILL after 5 s), remove the temporary directory. Idempotent. */
+  stop(): Promise<void>;
+  /**
+   * Sends `signal` (default SIGKILL) and waits for the process to exit, keeping the store and
+   * config for `restart()`: a crash, for tests.
+   */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /**
+   * Stops the process if running (SIGTERM) and starts a new one on the same ports with the same
+   * store, resolving when it is ready again. A cluster node rejoins its cluster.
+   */
+  restart(): Promise<void>;
+  /** Everything the server has logged so far, across restarts. */
+  logs(): string;
+}
+
+/** A JetStream cluster of real nats-server processes, each with its own store and routes on loopback. */
+export interface NatsCluster {
+  readonly name: string;
+  readonly nodes: readonly NatsServer[];
+  /** Comma-separated client URLs of all nodes (the same across node restarts). */
+  readonly urls: string;
+  /** Stops every node. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts one nats-server with JetStream (unless `jetstream: false`) and resolves when it accepts
+ * clients, `/healthz` answers 200 and a JetStream API call succeeds.
+ */
+export async function startNats(opts: NatsOptions = {}): Promise<NatsServer> {
+  const node = await createNode({
+    name: opts.name ?? 'herald-nats',
+    jetstream: opts.jetstream ?? true,
+    storeDir: opts.storeDir,
+    port: opts.port,
+    config: opts.config ?? {},
+    args: opts.args ?? [],
+    readyTimeoutMs: opts.readyTimeoutMs ?? 10_000,
+    cluster: undefined,
+  });
+  try {
+    await node.launch(Date.now() + node.readyTimeoutMs);
+  } catch (err) {
+    await node.stop();
+    throw err;
+  }
+  return node.api;
+}
+
+/**
+ * Starts a JetStream cluster of `size` nodes (default 3) and resolves when every node's
+ * `/healthz` answers 200 (it has a JetStream meta leader and is current with it) and a JetStream
+ * API call through the cluster succeeds.
+ */
+export async function startNatsCluster(size = 3, opts: NatsClusterOptions = {}): Promise<NatsCluster> {
+  if (!Number.isInteger(size) || size < 2) {
+    throw new RangeError(`cluster size must be an integer >= 2, got ${size}; use startNats() for one server`);
+  }
+  const name = opts.name ?? 'herald-test';
+  const timeout = opts.readyTimeoutMs ?? 20_000;
+  for (let attempt = 1; ; attempt++) {
+    const routePorts = await reservePorts(size);
+    const nodes = await Promise.all(
+      routePorts.map((routePort, i) =>
+        createNode({
+          name: `node-${i}`,
+          jetstream: true,
+          storeDir: undefined,
+          port: undefined,
+          config: opts.config ?? {},
+          args: opts.args ?? [],
+          readyTimeoutMs: timeout,
+          cluster: { name, port: routePort, routes: routePorts.filter((p) => p !== routePort) },
+        }),
+      ),
+    );
+    const stopAll = async () => {
+      await Promise.all(nodes.map((n) => n.stop()));
+    };
+    const deadline = Date.now() + timeout;
+    const results = await Promise.allSettled(nodes.map((n) => n.launch(deadline)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) {
+      await stopAll();
+      const err = failed.reason as Error;
+      if (
+        attempt < CLUSTER_START_ATTEMPTS &&
+        /taken by another process|address already in use/.test(err.message)
+      ) {
+        continue;
+      }
+      throw err;
+    }
+    const urls = nodes.map((n) => n.api.url);
+    try {
+      await waitUntil(deadline, `JetStream API through the cluster ${urls.join(',')}`, () =>
+        jetstreamAnswers(urls),
+      );
+    } catch (err) {
+      await stopAll();
+      throw new Error(
+        `${(err as Error).message}\n${nodes.map((n) => `--- ${n.api.name}\n${tail(n.lines)}`).join('\n')}`,
+      );
+    }
+    return { name, nodes: nodes.map((n) => n.api), urls: urls.join(','), stop: stopAll };
+  }
+}
+
+interface NodeSpec {
+  readonly name: string;
+  readonly jetstream: boolean;
+  readonly storeDir: string | undefined;
+  readonly port: number | undefined;
+  readonly config: Readonly<Record<string, unknown>>;
+  readonly args: readonly string[];
+  readonly readyTimeoutMs: number;
+  readonly cluster: { readonly name: string; readonly port: number; readonly routes: number[] } | undefined;
+}
+
+interface Exit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly error?: Error;
+}
+
+interface Run {
+  readonly child: ChildProcess;
+  readonly exited: Promise<Exit>;
+  exit: Exit | undefined;
+  /** Resolves when the process logs "Server is ready" (its client listener is open). */
+  readonly ready: Promise<void>;
+}
+
+interface Node {
+  readonly api: NatsServer;
+  readonly lines: string[];
+  readonly readyTimeoutMs: number;
+  launch(deadline: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function createNode(spec: NodeSpec): Promise<Node> {
+  const binary = natsServerPath();
+  const root = await mkdtemp(join(tmpdir(), 'herald-nats-'));
+  trackDir(root);
+  const storeDir = spec.storeDir ?? join(root, 'store');
+  const configFile = join(root, 'nats-server.conf');
+  const lines: string[] = [];
+  /** Whether the current process has logged that a port was taken. */
+  let addressInUse = false;
+  let port = spec.port ?? -1;
+  let httpPort = -1;
+  let run: Run | undefined;
+  let lastPid = -1;
+  let stopped = false;
+
+  const log = (line: string) => {
+    lines.push(line);
+    if (lines.length > MAX_LOG_LINES) lines.splice(0, lines.length - MAX_LOG_LINES);
+  };
+  const isRunning = () => run !== undefined && run.exit === undefined;
+  const exitError = (exit: Exit, what: string) => {
+    const how = exit.error
+      ? `could not be started (${exit.error.message})`
+      : `exited (${exit.signal ?? `code ${exit.code}`})`;
+    const hint = addressInUse
+      ? '; a port it was given is taken by another process'
+      : exit.error
+        ? `; check ${binary} (\`bash tools/nats-server.sh\` rebuilds it)`
+        : '';
+    return new Error(`nats-server ${spec.name} ${how} ${what}${hint}. Last log lines:\n${tail(lines)}`);
+  };
+
+  const writeConfig = async () => {
+    const config: Record<string, unknown> = {
+      server_name: spec.name,
+      listen: `${HOST}:${port}`,
+      http: `${HOST}:${httpPort}`,
+      pid_file: join(root, PID_FILE),
+    };
+    if (spec.jetstream) config['jetstream'] = { store_dir: storeDir };
+    if (spec.cluster) {
+      config['cluster'] = {
+        name: spec.cluster.name,
+        listen: `${HOST}:${spec.cluster.port}`,
+        routes: spec.cluster.routes.map((p) => `nats-route://${HOST}:${p}`),
+      };
+    }
+    for (const [key, value] of Object.entries(spec.config)) {
+      const base = config[key];
+      config[key] = isPlainObject(base) && isPlainObject(value) ? { ...base, ...value } : value;
+    }
+    // nats-server's config format is a superset of JSON.
+    await writeFile(configFile, `${JSON.stringify(config, null, 2)}\n`);
+  };
+
+  /** Waits for the current process to exit; SIGKILL after `graceMs` if it has not. */
+  const terminate = async (signal: NodeJS.Signals, graceMs: number): Promise<void> => {
+    const r = run;
+    if (r === undefined || r.exit !== undefined) return;
+    // Children are unref'd so a forgotten server never holds a test open; while one is awaited it
+    // must be ref'd, or the loop could end before its exit is seen.
+    r.child.ref();
+    r.child.kill(signal);
+    const timer = new AbortController();
+    const exited = await Promise.race([
+      r.exited.then(() => true),
+      sleep(graceMs, false, { signal: timer.signal }).catch(() => false),
+    ]);
+    timer.abort();
+    if (!exited) {
+      log(`# herald-testkit: no exit ${graceMs} ms after ${signal}; sending SIGKILL`);
+      r.child.kill('SIGKILL');
+      await r.exited;
+    }
+  };
+
+  const spawnServer = async (): Promise<Run> => {
+    await writeConfig();
+    addressInUse = false;
+    const child = spawn(binary, ['-c', configFile, ...spec.args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const ready = Promise.withResolvers<void>();
+    const current: Run = {
+      child,
+      exit: undefined,
+      ready: ready.promise,
+      exited: new Promise<Exit>((resolve) => {
+        child.once('exit', (code, signal) => resolve({ code, signal }));
+        child.once('error', (error) => {
+          if (child.pid === undefined) resolve({ code: null, signal: null, error });
+        });
+      }),
+    };
+    void current.exited.then((exit) => {
+      current.exit = exit;
+      liveChildren.delete(child);
+      log(`# herald-testkit: pid ${child.pid ?? '?'} exited (${exit.signal ?? `code ${exit.code}`})`);
+    });
+    if (child.pid !== undefined) {
+      lastPid = child.pid;
+      liveChildren.add(child);
+      installExitHook();
+    }
+    log(
+      `# herald-testkit: started ${binary} -c ${configFile} ${spec.args.join(' ')} (pid ${child.pid ?? '?'})`,
+    );
+    // Neither the child nor its pipes keep this process alive: a test that forgets `stop()`
+    // still ends, and the exit hook then kills the server.
+    child.unref();
+    for (const stream of [child.stdout, child.stderr]) {
+      (stream as Socket).unref();
+      readLines(stream, (line) => {
+        log(line);
+        const client = /Listening for client connections on [^\s]+:(\d+)$/.exec(line);
+        if (client) port = Number(client[1]);
+        const monitor = /Starting http monitor on [^\s]+:(\d+)$/.exec(line);
+        if (monitor) httpPort = Number(monitor[1]);
+        if (/\] Server is ready$/.test(line)) ready.resolve();
+        if (/address already in use/.test(line)) addressInUse = true;
+      });
+    }
+    return current;
+  };
+
+  const launch = async (deadline: number): Promise<void> => {
+    if (stopped) throw new Error(`nats-server ${spec.name} was stopped; start a new one`);
+    const current = await spawnServer();
+    run = current;
+    const timedOut = (stage: string, problem: string) =>
+      new Error(
+        `nats-server ${spec.name} was not ready within ${spec.readyTimeoutMs} ms (${stage}: ${problem}). ` +
+          `Last log lines:\n${tail(lines)}`,
+      );
+    // 1. The log says it is listening (client and monitoring ports known).
+    const ready = await waitForReadyLine(current, deadline);
+    if (ready === 'exited') throw exitError(current.exit!, 'before it was ready');
+    if (ready === 'timeout') throw timedOut('start', 'no "Server is ready" in its log');
+    if (port <= 0 || httpPort <= 0) {
+      throw new Error(`nats-server ${spec.name}: could not read its ports from the log:\n${tail(lines)}`);
+    }
+    // 2. /healthz: JetStream enabled and, in a cluster, a meta leader exists and this node is
+    //    current with it and with the streams it hosts. Condition-based, bounded polling.
+    const health = `http://${HOST}:${httpPort}/healthz`;
+    let last = 'no answer yet';
+    const healthy = await pollUntil(current, deadline, async () => {
+      try {
+        const res = await fetch(health, { signal: AbortSignal.timeout(2_000) });
+        last = `${res.status} ${(await res.text()).trim()}`;
+        return res.status === 200;
+      } catch (err) {
+        last = (err as Error).message;
+        return false;
+      }
+    });
+    if (healthy === 'exited') throw exitError(current.exit!, 'while becoming healthy');
+    if (healthy === 'timeout') throw timedOut(`GET ${health}`, last);
+    // 3. A client connects and a JetStream API request ($JS.API.INFO) is answered.
+    if (spec.jetstream) {
+      const url = `nats://${HOST}:${port}`;
+      const answered = await pollUntil(current, deadline, async () => {
+        const problem = await jetstreamAnswers([url]);
+        if (problem !== undefined) last = problem;
+        return problem === undefined;
+      });
+      if (answered === 'exited') throw exitError(current.exit!, 'while JetStream was starting');
+      if (answered === 'timeout') throw timedOut(`JetStream account info from ${url}`, last);
+    }
+    // 4. A cluster node that comes back with a store: /healthz already passes while it has not
+    //    yet heard from its streams' leaders, so also wait until each replicated stream it hosts
+    //    knows its leader and holds everything the leader held when asked.
+    if (spec.cluster) {
+      const url = `nats://${HOST}:${port}`;
+      const monitor = `http://${HOST}:${httpPort}`;
+      const caughtUp = await pollUntil(current, deadline, async () => {
+        const problem = await replicasBehind(spec.name, url, monitor);
+        if (problem !== undefined) last = problem;
+        return problem === undefined;
+      });
+      if (caughtUp === 'exited') throw exitError(current.exit!, 'while catching up with its cluster');
+      if (caughtUp === 'timeout') throw timedOut('stream replicas catching up', last);
+    }
+  };
+
+  const stop = async (): Promise<void> => {
+    stopped = true;
+    await terminate('SIGTERM', STOP_GRACE_MS);
+    await rm(root, { recursive: true, force: true });
+    untrackDir(root);
+  };
+
+  const api: NatsServer = {
+    name: spec.name,
+    get url() {
+      return `nats://${HOST}:${port}`;
+    },
+    get port() {
+      return port;
+    },
+    get monitorUrl() {
+      return `http://${HOST}:${httpPort}`;
+    },
+    storeDir,
+    get pid() {
+      return lastPid;
+    },
+    get running() {
+      return isRunning();
+    },
+    stop,
+    async kill(signal: NodeJS.Signals = 'SIGKILL') {
+      const r = run;
+      if (r === undefined || r.exit !== undefined) {
+        throw new Error(`nats-server ${spec.name} is not running; restart() it first`);
+      }
+      r.child.kill(signal);
+      const timer = new AbortController();
+      const exited = await Promise.race([
+        r.exited.then(() => true),
+        sleep(KILL_WAIT_MS, false, { signal: timer.signal }).catch(() => false),
+      ]);
+      timer.abort();
+      if (!exited) {
+        throw new Error(
+          `nats-server ${spec.name} (pid ${r.child.pid}) still runs ${KILL_WAIT_MS} ms after ${signal}; use stop()`,
+        );
+      }
+    },
+    async restart() {
+      if (stopped) throw new Error(`nats-server ${spec.name} was stopped; start a new one`);
+      await terminate('SIGTERM', STOP_GRACE_MS);
+      try {
+        await launch(Date.now() + spec.readyTimeoutMs);
+      } catch (err) {
+        await terminate('SIGKILL', KILL_WAIT_MS);
+        throw err;
+      }
+    },
+    logs: () => lines.join('\n'),
+  };
+  return { api, lines, readyTimeoutMs: spec.readyTimeoutMs, launch, stop };
+}
+
+/** Undefined when a client can connect to `servers` and JetStream answers an account-info request; else the problem. */
+async function jetstreamAnswers(servers: string[]): Promise<string | undefined> {
+  let nc: Awaited<ReturnType<typeof connect>> | undefined;
+  try {
+    nc = await connect({ servers, reconnect: false, timeout: 2_000, ignoreClusterUpdates: true });
+    const jsm = await jetstreamManager(nc, { checkAPI: false, timeout: 2_000 });
+    await jsm.getAccountInfo();
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  } finally {
+    await nc?.close().catch(() => {});
+  }
+}
+
+interface Jsz {
+  account_details?: {
+    name: string;
+    stream_detail?: {
+      name: string;
+      cluster?: { leader?: string };
+      state: { last_seq: number };
+    }[];
+  }[];
+}
+
+/** Streams of the default account hosted on `monitor`'s node, as that node sees them. */
+async function localStreams(monitor: string) {
+  const res = await fetch(`${monitor}/jsz?streams=true`, { signal: AbortSignal.timeout(2_000) });
+  if (res.status !== 200) throw new Error(`GET ${monitor}/jsz: ${res.status}`);
+  const jsz = (await res.json()) as Jsz;
+  // The harness's client connects without credentials, to the default account.
+  return jsz.account_details?.find((a) => a.name === '$G')?.stream_detail ?? [];
+}
+
+/**
+ * Undefined when every replicated stream hosted on this node knows its leader and, when the
+ * leader is another node, holds at least the last sequence the leader reported just before;
+ * else what is still missing.
+ */
+async function replicasBehind(name: string, url: string, monitor: string): Promise<string | undefined> {
+  let nc: Awaited<ReturnType<typeof connect>> | undefined;
+  try {
+    const followed = (await localStreams(monitor)).filter((s) => s.cluster?.leader !== name);
+    if (followed.length === 0) return undefined;
+    const leaderless = followed.find((s) => !s.cluster?.leader);
+    if (leaderless) return `stream ${leaderless.name} has no leader known to ${name} yet`;
+    nc = await connect({ servers: [url], reconnect: false, timeout: 2_000, ignoreClusterUpdates: true });
+    const jsm = await jetstreamManager(nc, { checkAPI: false, timeout: 2_000 });
+    const atLeader = new Map<string, number>();
+    for (const s of followed) atLeader.set(s.name, (await jsm.streams.info(s.name)).state.last_seq);
+    for (const s of await localStreams(monitor)) {
+      const want = atLeader.get(s.name);
+      if (want !== undefined && s.state.last_seq < want) {
+        return `stream ${s.name} on ${name} is at sequence ${s.state.last_seq}, its leader at ${want}`;
+      }
+    }
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  } finally {
+    await nc?.close().catch(() => {});
+  }
+}
+
+/** Resolves when the run logs "Server is ready", exits, or the deadline passes. */
+async function waitForReadyLine(run: Run, deadline: number): Promise<'ok' | 'exited' | 'timeout'> {
+  const timer = new AbortController();
+  try {
+    return await Promise.race([
+      run.ready.then(() => 'ok' as const),
+      // Lines written just before exiting may still be in the pipe: let them arrive first.
+      run.exited.then(() => new Promise<'exited'>((resolve) => setImmediate(() => resolve('exited')))),
+      sleep(Math.max(0, deadline - Date.now()), 'timeout' as const, { signal: timer.signal }),
+    ]);
+  } finally {
+    timer.abort();
+  }
+}
+
+/** Calls `probe` until it returns true, the run exits, or the deadline passes. */
+async function pollUntil(
+  run: Run,
+  deadline: number,
+  probe: () => Promise<boolean>,
+): Promise<'ok' | 'exited' | 'timeout'> {
+  for (let wait = POLL_MIN_MS; ; wait = Math.min(wait * 2, POLL_MAX_MS)) {
+    if (run.exit !== undefined) return 'exited';
+    if (await probe()) return 'ok';
+    if (run.exit !== undefined) return 'exited';
+    if (Date.now() >= deadline) return 'timeout';
+    await sleep(wait);
+  }
+}
+
+async function waitUntil(deadline: number, what: string, probe: () => Promise<string | undefined>) {
+  for (let wait = POLL_MIN_MS; ; wait = Math.min(wait * 2, POLL_MAX_MS)) {
+    const problem = await probe();
+    if (problem === undefined) return;
+    if (Date.now() >= deadline) throw new Error(`${what} not ready in time: ${problem}`);
+    await sleep(wait);
+  }
+}
+
+function readLines(stream: Readable, onLine: (line: string) => void): void {
+  let buffered = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    buffered += chunk;
+    let nl = buffered.indexOf('\n');
+    while (nl !== -1) {
+      onLine(buffered.slice(0, nl));
+      buffered = buffered.slice(nl + 1);
+      nl = buffered.indexOf('\n');
+    }
+  });
+  stream.on('end', () => {
+    if (buffered !== '') onLine(buffered);
+    buffered = '';
+  });
+}
+
+/** Distinct free loopback ports, held open together so that they differ, then released. */
+async function reservePorts(count: number): Promise<number[]> {
+  const servers: Server[] = [];
+  try {
+    const ports: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const server = createServer();
+      servers.push(server);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(0, HOST, resolve);
+      });
+      const address = server.address();
+      if (address === null || typeof address === 'string') throw new Error('no port bound');
+      ports.push(address.port);
+    }
+    return ports;
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  }
+}
+
+/** nats-server's own complaints, which can scroll out of the tail (a bad flag prints usage after it). */
+const ERROR_LINE = /\[(FTL|ERR)\]|^nats-server: |^flag provided but not defined/;
+
+/** The last `n` log lines, preceded by any earlier error lines. */
+function tail(lines: readonly string[], n = 30): string {
+  const errors = lines.slice(0, -n).filter((l) => ERROR_LINE.test(l));
+  return [...errors.slice(-10), ...(errors.length > 0 ? ['…'] : []), ...lines.slice(-n)].join('\n');
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Last-resort cleanup.
+
+const liveChildren = new Set<ChildProcess>();
+const ownedDirs = new Set<string>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const child of liveChildren) child.kill('SIGKILL');
+    for (const dir of ownedDirs) rmSync(dir, { recursive: true, force: true });
+  });
+}
+
+/**
+ * Reads directories from stdin until EOF, which comes when this process is gone however it died;
+ * then kills the nats-server whose pid file each directory holds (if that pid is still a
+ * nats-server) and removes the directory.
+ */
+const REAPER = `
+dirs=''
+while IFS= read -r d; do dirs="$dirs$d
+"; done
+printf %s "$dirs" | while IFS= read -r d; do
+  [ -n "$d" ] || continue
+  if [ -f "$d/${PID_FILE}" ]; then
+    p=$(cat "$d/${PID_FILE}")
+    if grep -q nats-server "/proc/$p/cmdline" 2>/dev/null; then kill -9 "$p" 2>/dev/null; fi
+  fi
+  rm -rf "$d"
+done
+`;
+
+let reaper: Socket | undefined;
+
+function trackDir(dir: string): void {
+  ownedDirs.add(dir);
+  installExitHook();
+  if (reaper === undefined) {
+    const child = spawn('sh', ['-c', REAPER], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
+    child.on('error', () => {});
+    child.unref();
+    reaper = child.stdin as Socket;
+    reaper.on('error', () => {});
+    reaper.unref();
+  }
+  reaper.write(`${dir}\n`);
+}
+
+function untrackDir(dir: string): void {
+  ownedDirs.delete(dir);
+}
