@@ -12,7 +12,7 @@ import {
   type ResetReason,
   SystemEvents,
 } from '@herald/protocol';
-import type { Broker, StoredEvent, StreamState } from './broker/broker.ts';
+import type { Broker, ReplayRequest, ReplayResult, StoredEvent, StreamState } from './broker/broker.ts';
 import type { Clock } from './clock.ts';
 import { Limiter } from './limiter.ts';
 import { planResume } from './resume.ts';
@@ -40,7 +40,7 @@ export interface HubOptions {
   readonly retryMs: number;
   readonly ringSize: number;
   readonly releaseVersion: string;
-  /** Log replays running at once; the rest queue. Default 4. */
+  /** Broker replay fetches running at once; the rest queue. Default 4. */
   readonly replayConcurrency?: number;
   /** Events fetched per replay round trip. Default 1000. */
   readonly replayPage?: number;
@@ -86,6 +86,8 @@ export class Hub {
   readonly #exact = new Map<string, Set<Connection>>();
   readonly #wildcards = new Map<string, { tokens: readonly string[]; conns: Set<Connection> }>();
   readonly #replays: Limiter;
+  readonly #inflight = new Map<string, Promise<ReplayResult>>();
+  readonly #frames = new WeakMap<StoredEvent, Buffer>();
   #ring: Ring;
   #epoch: string;
   #head: number;
@@ -135,7 +137,7 @@ export class Hub {
     return this.#draining !== undefined;
   }
 
-  /** Log replays in progress. */
+  /** Broker replay fetches in progress (at most `replayConcurrency`). */
   get replaying(): number {
     return this.#replays.running;
   }
@@ -235,10 +237,16 @@ export class Hub {
     return c.patterns.some((p) => matches(p, topic));
   }
 
+  /** An event's frame, encoded once however many connections, replays and resumes send it. */
   #encode(e: StoredEvent): Buffer {
-    return Buffer.from(
-      encodeFrame({ id: formatCursor({ epoch: this.#epoch, seq: e.seq }), event: e.event, data: e.data }),
-    );
+    let frame = this.#frames.get(e);
+    if (frame === undefined) {
+      frame = Buffer.from(
+        encodeFrame({ id: formatCursor({ epoch: this.#epoch, seq: e.seq }), event: e.event, data: e.data }),
+      );
+      this.#frames.set(e, frame);
+    }
+    return frame;
   }
 
   /** Moves a client's cursor to `seq` with an id-only frame when no event already took it there. */
@@ -273,31 +281,29 @@ export class Hub {
   async #replayLog(c: Connection, through: number, from: string): Promise<void> {
     let lastSent = c.lastSeq;
     try {
-      await this.#replays.run(async () => {
-        for (;;) {
-          while (c.lastSeq < through && !c.closed) {
-            const r = await this.#broker.replay({
-              after: c.lastSeq,
-              through,
-              patterns: c.patterns,
-              limit: this.#opts.replayPage,
-            });
-            if (r.kind === 'gone') {
-              this.#sendReset(c, 'expired', from);
-              lastSent = c.lastSeq;
-              c.overflowed = false;
-              return;
-            }
-            for (const e of r.events) this.#deliver(c, e, this.#encode(e), true);
+      for (;;) {
+        while (c.lastSeq < through && !c.closed) {
+          const r = await this.#fetch({
+            after: c.lastSeq,
+            through,
+            patterns: c.patterns,
+            limit: this.#opts.replayPage,
+          });
+          if (r.kind === 'gone') {
+            this.#sendReset(c, 'expired', from);
             lastSent = c.lastSeq;
-            c.lastSeq = Math.max(c.lastSeq, r.reached);
+            c.overflowed = false;
+            break;
           }
-          if (!c.overflowed || c.closed) return;
-          c.overflowed = false;
-          c.pending = [];
-          through = this.#head;
+          for (const e of r.events) this.#deliver(c, e, this.#encode(e), true);
+          lastSent = c.lastSeq;
+          c.lastSeq = Math.max(c.lastSeq, r.reached);
         }
-      });
+        if (!c.overflowed || c.closed) break;
+        c.overflowed = false;
+        c.pending = [];
+        through = this.#head;
+      }
     } catch (err) {
       // The client reconnects with the cursor it has and tries again, perhaps on another pod.
       this.#opts.onError?.(err, 'replay');
@@ -310,6 +316,20 @@ export class Hub {
     // The replay skipped events of other topics without telling the client; tell it now.
     if (c.lastSeq > lastSent) this.#enqueue(c, this.#idOnly(c.lastSeq));
     for (const e of pending) this.#deliver(c, e, this.#encode(e));
+  }
+
+  /**
+   * One page of replay from the broker, bounded in concurrency; identical requests in flight
+   * (clients of one page reconnecting with the same cursor) share one fetch.
+   */
+  #fetch(req: ReplayRequest): Promise<ReplayResult> {
+    const key = `${req.after} ${req.through} ${req.limit} ${req.patterns.map((p) => p.pattern).join(' ')}`;
+    let shared = this.#inflight.get(key);
+    if (shared === undefined) {
+      shared = this.#replays.run(() => this.#broker.replay(req)).finally(() => this.#inflight.delete(key));
+      this.#inflight.set(key, shared);
+    }
+    return shared;
   }
 
   #register(c: Connection): void {

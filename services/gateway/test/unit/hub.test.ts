@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setImmediate as turn } from 'node:timers/promises';
 import { FakeClock } from '@herald/testkit';
-import { Hub, MemoryBroker, type Sink } from '../../src/index.ts';
+import { Hub, MemoryBroker, type ReplayRequest, type ReplayResult, type Sink } from '../../src/index.ts';
 
 class RecordingSink implements Sink {
   writes: Buffer[] = [];
@@ -70,5 +70,64 @@ describe('Hub', () => {
     await turn();
     assert.equal(sink.writes.length, 0);
     assert.equal(hub.size, 0);
+  });
+
+  it('identical replays in flight share one broker fetch, and fetches run at most replayConcurrency at once', async () => {
+    const clock = new FakeClock();
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let fetches = 0;
+    class GatedBroker extends MemoryBroker {
+      override async replay(req: ReplayRequest): Promise<ReplayResult> {
+        fetches++;
+        await gate;
+        return super.replay(req);
+      }
+    }
+    const broker = new GatedBroker({ clock, maxEvents: 1000, maxAgeMs: 60_000, dedupeWindowMs: 0 });
+    const hub = new Hub(broker, {
+      clock,
+      random: () => 0.5,
+      heartbeatMs: 1000,
+      retryMs: 1000,
+      ringSize: 16,
+      releaseVersion: 't',
+      replayConcurrency: 2,
+    });
+    hub.start();
+    await broker.publish(Array.from({ length: 50 }, (_, i) => msg(`t${(i + 1) % 2}`, String(i + 1))));
+    const epoch = broker.state().epoch;
+    // Four clients of t1 from one cursor, one of t0 from it, one of t1 from another.
+    const opens: Array<[string, number]> = [
+      ['t1', 5],
+      ['t1', 5],
+      ['t1', 5],
+      ['t1', 5],
+      ['t0', 5],
+      ['t1', 7],
+    ];
+    const sinks = opens.map(() => new RecordingSink());
+    for (const [i, [topic, seq]] of opens.entries()) {
+      hub.open(sinks[i]!, { topics: [topic], lastEventId: `${epoch}-${seq}` });
+    }
+    assert.equal(hub.replaying, 2, 'two fetches run, the third waits');
+    release();
+    const datas = (sink: RecordingSink) =>
+      [
+        ...Buffer.concat(sink.writes)
+          .toString()
+          .matchAll(/^data: (\d+)$/gm),
+      ].map((m) => Number(m[1]));
+    for (let i = 0; i < 20 && sinks.some((s) => datas(s).at(-1) !== 49 && datas(s).at(-1) !== 50); i++)
+      await turn();
+    assert.equal(fetches, 3, 'one fetch for the four identical resumes, one each for the others');
+    for (const [i, sink] of sinks.entries()) {
+      const [topic, seq] = opens[i]!;
+      const parity = topic === 't1' ? 1 : 0;
+      const want = Array.from({ length: 50 }, (_, k) => k + 1).filter((n) => n > seq && n % 2 === parity);
+      assert.deepEqual(datas(sink), want, `client ${i}`);
+    }
   });
 });
