@@ -81,6 +81,8 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     retryMs: config.retryMs,
     ringSize: config.ringSize,
     releaseVersion: config.releaseVersion,
+    // Gateways sharing a stream see it a few milliseconds apart; one process sees it whole.
+    aheadGraceMs: config.broker === 'jetstream' ? 2000 : 0,
     onError,
   });
   const stream = { releaseVersion: config.releaseVersion, maxTopics: config.maxTopics };

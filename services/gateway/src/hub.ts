@@ -44,6 +44,12 @@ export interface HubOptions {
   readonly replayConcurrency?: number;
   /** Events fetched per replay round trip. Default 1000. */
   readonly replayPage?: number;
+  /**
+   * A cursor beyond this gateway's newest event may come from a gateway whose feed is a moment
+   * ahead (a shared stream): wait this long for the feed to reach it before a reset. 0 (the
+   * default, right for an embedded broker): reset at once.
+   */
+  readonly aheadGraceMs?: number;
   readonly onError?: (err: unknown, context: string) => void;
 }
 
@@ -100,7 +106,7 @@ export class Hub {
   readonly #opening: Buffer;
 
   constructor(broker: Broker, opts: HubOptions) {
-    this.#opts = { replayConcurrency: 4, replayPage: 1000, ...opts };
+    this.#opts = { replayConcurrency: 4, replayPage: 1000, aheadGraceMs: 0, ...opts };
     this.#broker = broker;
     this.#replays = new Limiter(this.#opts.replayConcurrency);
     const state = broker.state();
@@ -161,6 +167,10 @@ export class Hub {
         this.#enqueue(c, this.#idOnly(head));
         break;
       case 'reset':
+        if (plan.reason === 'ahead' && plan.from !== undefined && this.#opts.aheadGraceMs > 0) {
+          this.#awaitAhead(c, plan.from.seq);
+          break;
+        }
         this.#sendReset(c, plan.reason, plan.from === undefined ? null : formatCursor(plan.from));
         break;
       case 'ring':
@@ -258,6 +268,16 @@ export class Hub {
 
   #idOnly(seq: number): Buffer {
     return Buffer.from(encodeIdOnly(formatCursor({ epoch: this.#epoch, seq })));
+  }
+
+  /** Serves a cursor ahead of the feed as a resume from it, unless the feed has not reached it in time. */
+  #awaitAhead(c: Connection, seq: number): void {
+    c.lastSeq = seq;
+    this.#opts.clock.setTimeout(() => {
+      if (!c.closed && this.#head < seq) {
+        this.#sendReset(c, 'ahead', formatCursor({ epoch: this.#epoch, seq }));
+      }
+    }, this.#opts.aheadGraceMs);
   }
 
   #sendReset(c: Connection, reason: ResetReason, from: string | null): void {

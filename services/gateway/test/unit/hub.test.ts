@@ -130,4 +130,35 @@ describe('Hub', () => {
       assert.deepEqual(datas(sink), want, `client ${i}`);
     }
   });
+
+  it('a cursor ahead of the feed is served once the feed reaches it, or reset as ahead after the grace period', async () => {
+    const clock = new FakeClock();
+    const broker = new MemoryBroker({ clock, maxEvents: 1000, maxAgeMs: 60_000, dedupeWindowMs: 0 });
+    const hub = new Hub(broker, {
+      clock,
+      random: () => 0.5,
+      heartbeatMs: 60_000,
+      retryMs: 1000,
+      ringSize: 64,
+      releaseVersion: 't',
+      aheadGraceMs: 2000,
+    });
+    hub.start();
+    await broker.publish([msg('a', '1')]);
+    const epoch = broker.state().epoch;
+    const caughtUp = new RecordingSink();
+    const never = new RecordingSink();
+    hub.open(caughtUp, { topics: ['a'], lastEventId: `${epoch}-3` });
+    hub.open(never, { topics: ['a'], lastEventId: `${epoch}-9` });
+    // Another gateway had already delivered 2 and 3; this one's feed gets there a moment later.
+    await broker.publish([msg('a', '2'), msg('a', '3'), msg('a', '4')]);
+    clock.tick(2000);
+    await turn();
+    const text = (sink: RecordingSink) => Buffer.concat(sink.writes).toString();
+    assert.deepEqual(
+      [...text(caughtUp).matchAll(/^data: (.*)$/gm)].map((m) => m[1]),
+      ['4'],
+    );
+    assert.match(text(never), /event: herald\.reset\ndata: \{"reason":"ahead","from":"[a-z0-9]+-9"/);
+  });
 });
