@@ -4,7 +4,25 @@ export type Command =
   | { id: number; cmd: 'open'; host: string; port: number; topic: string; count: number; batch: number }
   | { id: number; cmd: 'phase'; phase: number }
   | { id: number; cmd: 'stats' }
-  | { id: number; cmd: 'report' };
+  | { id: number; cmd: 'report' }
+  /**
+   * Resume storm: opens one stream per cursor (sent as `Last-Event-ID: <epoch>-<cursor>`), each
+   * expecting every event after its cursor up to `last` (so all must subscribe to every topic
+   * published to). Answers once all are opened (or failed).
+   */
+  | {
+      id: number;
+      cmd: 'storm';
+      host: string;
+      port: number;
+      topic: string;
+      epoch: string;
+      last: number;
+      cursors: number[];
+      batch: number;
+    }
+  | { id: number; cmd: 'stormStats' }
+  | { id: number; cmd: 'stormReport' };
 
 export interface Stats {
   open: number;
@@ -28,9 +46,40 @@ export interface Report extends Stats {
   histogram: [number, number][];
 }
 
+export interface StormStats {
+  open: number;
+  failed: number;
+  /** Streams that closed after they had opened. */
+  closed: number;
+  /** Clients that received every event after their cursor. */
+  done: number;
+  /** Events received by all clients together. */
+  received: number;
+  /** `herald.reset` events received. */
+  resets: number;
+  /** Events whose sequence was not above the previous one's (or the cursor's): duplicates or reordering. */
+  disorder: number;
+  /** Events beyond what a client expected. */
+  extra: number;
+  lastError: string;
+}
+
+export interface StormReport extends StormStats {
+  /** Epoch ms when the storm's first connection was started: the origin of the times below. */
+  startAt: number;
+  /** Per client, in `cursors` order: ms until it had every event after its cursor (-1: never). */
+  doneMs: number[];
+  /** Per client: ms until its response head (-1: never). */
+  headMs: number[];
+  /** Per client: events received. */
+  events: number[];
+}
+
 export type Reply =
   | ({ id: number; type: 'stats' } & Stats)
   | ({ id: number; type: 'report' } & Report)
+  | ({ id: number; type: 'stormStats' } & StormStats)
+  | ({ id: number; type: 'stormReport' } & StormReport)
   | { id: number; type: 'ok' }
   | { type: 'progress'; open: number; failed: number; target: number };
 
