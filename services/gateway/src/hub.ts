@@ -411,13 +411,14 @@ export class Hub {
   }
 
   #onReset(state: StreamState, reason: 'epoch' | 'expired'): void {
+    const previous = this.#epoch;
     this.#epoch = state.epoch;
     this.#head = state.last;
     this.#ring.clear(state.last);
     for (const c of this.#connections) {
       // A replay in flight is void; the client reconnects and is told then.
       if (c.pending !== undefined) this.close(c);
-      else this.#sendReset(c, reason, null);
+      else this.#sendReset(c, reason, formatCursor({ epoch: previous, seq: c.lastSeq }));
     }
   }
 

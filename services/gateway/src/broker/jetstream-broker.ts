@@ -74,6 +74,13 @@ const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
 /**
+ * Heartbeat asked of the server while the live feed waits for events (ms). Two missed in a row
+ * mean the feed's consumer is gone (e.g. the cluster node holding it stopped) and the feed is
+ * restarted; the client library alone would wait for that node to come back.
+ */
+const LIVE_HEARTBEAT_MS = 1_000;
+
+/**
  * A stream's incarnation: its creation time, hashed short. A deleted and recreated stream has a
  * new one, so cursors from before are recognised as foreign.
  */
@@ -88,9 +95,10 @@ export function epochOf(info: StreamInfo): string {
 /** What Herald needs of a stream it did not create; each entry names what is wrong. */
 export function streamProblems(config: StreamConfig): string[] {
   const problems: string[] = [];
-  if (!config.subjects?.some((s) => s === `${SUBJECT_PREFIX}>`)) {
+  // Exactly: the live feed reads `herald.t.>`, and messages on other subjects would look like gaps.
+  if (config.subjects?.length !== 1 || config.subjects[0] !== `${SUBJECT_PREFIX}>`) {
     problems.push(
-      `subjects must include "${SUBJECT_PREFIX}>" (has ${JSON.stringify(config.subjects ?? [])})`,
+      `subjects must be exactly ["${SUBJECT_PREFIX}>"] (has ${JSON.stringify(config.subjects ?? [])})`,
     );
   }
   if (config.retention !== RetentionPolicy.Limits) {
@@ -115,6 +123,10 @@ export class JetStreamBroker implements Broker {
   #closed = false;
   #state: StreamState = { epoch: '', first: 1, last: 0 };
   #live: ConsumerMessages | undefined;
+  /** Bumped when the live feed starts over on a (new) stream; older feed loops stop. */
+  #liveGen = 0;
+  /** The last sequence handed to listeners: a restarted live feed continues after it. */
+  #seen = 0;
   #refresh: unknown;
   #ensuring = false;
   readonly #listeners = new Set<BrokerListener>();
@@ -259,6 +271,9 @@ export class JetStreamBroker implements Broker {
       } else if (s.type === 'reconnect') {
         this.#connected = true;
         this.#opts.log('info', 'nats reconnected');
+        // The feed's consumer may be gone (server restarted) or unreachable (its node stopped);
+        // a fresh one continues after the last event delivered.
+        this.#interruptLive('nats reconnected');
       }
     }
   }
@@ -328,45 +343,101 @@ export class JetStreamBroker implements Broker {
 
   /** (Re)starts the live feed at the stream's end, telling listeners the stream they now follow. */
   #startLive(info: StreamInfo): void {
+    const gen = ++this.#liveGen;
     void this.#live?.close();
+    this.#live = undefined;
     this.#state = this.#observe(info);
+    this.#seen = this.#state.last;
     this.#streamOk = true;
     this.#opts.log('info', 'following stream', { stream: info.config.name, ...this.#state });
     for (const l of this.#listeners) l.reset(this.#state);
-    const { epoch, last } = this.#state;
-    this.#follow(epoch, last).catch((err: unknown) => {
-      // The refresh timer notices a deleted or recreated stream and starts following again.
-      if (this.#state.epoch === epoch && !this.#closed)
-        this.#opts.log('error', 'live feed stopped', { error: String(err) });
-    });
+    void this.#followLoop(gen);
   }
 
-  async #follow(epoch: string, last: number): Promise<void> {
+  /** Ends the current live consumer; the feed loop starts a new one after the last event delivered. */
+  #interruptLive(why: string): void {
+    const live = this.#live;
+    if (live === undefined) return;
+    this.#live = undefined;
+    this.#opts.log('warn', 'live feed restarting', { reason: why, after: this.#seen });
+    void live.close();
+  }
+
+  /**
+   * Keeps the live feed going for one incarnation of the stream: whenever its consumer ends
+   * (lost, unreachable, or the connection came back), a new ordered consumer starts right after
+   * the last sequence delivered, so listeners get every event once, in order — or a reset when
+   * retention removed some in the meantime.
+   */
+  async #followLoop(gen: number): Promise<void> {
+    for (let failures = 0; gen === this.#liveGen && !this.#closed; ) {
+      const before = this.#seen;
+      try {
+        await this.#follow(gen);
+      } catch (err) {
+        if (gen === this.#liveGen && !this.#closed)
+          this.#opts.log('warn', 'live feed interrupted', { after: this.#seen, error: String(err) });
+      }
+      if (gen !== this.#liveGen || this.#closed) return;
+      failures = this.#seen > before ? 0 : failures + 1;
+      const delay = failures === 0 ? 0 : Math.min(2_000, 50 * 2 ** failures);
+      await new Promise<void>((r) => this.#opts.clock.setTimeout(r, delay));
+    }
+  }
+
+  async #follow(gen: number): Promise<void> {
     const { js } = this.#clients();
     const consumer = await js.consumers.get(this.#opts.stream.name, {
       filter_subjects: `${SUBJECT_PREFIX}>`,
       deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: last + 1,
+      opt_start_seq: this.#seen + 1,
     });
-    const messages = await consumer.consume();
+    if (gen !== this.#liveGen || this.#closed) return void (await consumer.delete().catch(() => {}));
+    const messages = await consumer.consume({
+      idle_heartbeat: LIVE_HEARTBEAT_MS,
+      // A vanished consumer ends the feed (and this loop starts a new one) instead of the
+      // library recreating it behind our back.
+      abort_on_missing_resource: true,
+    });
     this.#live = messages;
-    let seen = last;
-    for await (const m of messages) {
-      if (this.#state.epoch !== epoch) break;
-      // Sequences are contiguous in a limits stream; a jump means events were removed (purged or
-      // expired) before this gateway saw them, and clients must be told rather than skip them.
-      if (m.seq > seen + 1) {
-        this.#state = { ...this.#state, last: m.seq - 1, first: Math.max(this.#state.first, m.seq) };
-        this.#opts.log('warn', 'events lost before delivery; resetting clients', {
-          from: seen + 1,
-          to: m.seq - 1,
-        });
-        for (const l of this.#listeners) l.reset(this.#state, 'expired');
+    void (async () => {
+      for await (const s of messages.status()) {
+        // nats.js 3.4: after recreating an ordered consumer itself, it asks for too few messages
+        // and stalls until heartbeats are missed; and a consumer on a stopped cluster node is
+        // "offline", which it retries forever. Either way, start over with a new consumer.
+        if (
+          (s.type === 'heartbeats_missed' || s.type === 'ordered_consumer_recreated') &&
+          this.#live === messages
+        )
+          this.#interruptLive(s.type);
       }
-      seen = m.seq;
-      if (m.seq > this.#state.last) this.#state = { ...this.#state, last: m.seq };
-      const e = this.#toEvent(m.subject, m.seq, m.headers?.get(EVENT_HEADER), m.data, m.timestampNanos);
-      if (e !== undefined) for (const l of this.#listeners) l.event(e);
+    })().catch(() => {});
+    try {
+      for await (const m of messages) {
+        if (gen !== this.#liveGen) break;
+        // Sequences are contiguous in a limits stream; a jump means events were removed (purged or
+        // expired) before this gateway saw them, and clients must be told rather than skip them.
+        if (m.seq > this.#seen + 1) {
+          this.#opts.log('warn', 'events lost before delivery; resetting clients', {
+            from: this.#seen + 1,
+            to: m.seq - 1,
+          });
+          // Listeners start over after m.seq - 1; the state they read names m.seq as the oldest
+          // event still held, so a reset's `oldest` points at the event that follows it.
+          const first = Math.max(this.#state.first, m.seq);
+          this.#state = { ...this.#state, first, last: Math.max(this.#state.last, m.seq) };
+          for (const l of this.#listeners) l.reset({ ...this.#state, last: m.seq - 1 }, 'expired');
+        }
+        this.#seen = m.seq;
+        if (m.seq > this.#state.last) this.#state = { ...this.#state, last: m.seq };
+        const e = this.#toEvent(m.subject, m.seq, m.headers?.get(EVENT_HEADER), m.data, m.timestampNanos);
+        if (e !== undefined) for (const l of this.#listeners) l.event(e);
+      }
+    } finally {
+      if (this.#live === messages) this.#live = undefined;
+      void messages.close();
+      // Ephemeral consumers expire on their own; deleting at once spares the server (best effort).
+      void consumer.delete().catch(() => {});
     }
   }
 

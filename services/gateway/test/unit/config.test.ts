@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, parseConfig, settings } from '../../src/index.ts';
+import type { StreamConfig } from '@nats-io/jetstream';
+import { ConfigError, parseConfig, settings, streamProblems } from '../../src/index.ts';
 
 describe('config', () => {
   it('defaults every setting and freezes the result', () => {
@@ -46,5 +47,22 @@ describe('config', () => {
       () => parseConfig({ PATH: '/bin', NODE_OPTIONS: '' }),
       'other variables are not ours',
     );
+  });
+});
+
+describe('streamProblems', () => {
+  const base = { name: 'S', subjects: ['herald.t.>'], retention: 'limits' } as unknown as StreamConfig;
+  it('accepts a limits stream holding exactly herald.t.>', () => {
+    assert.deepEqual(streamProblems(base), []);
+  });
+  it('names what does not suit Herald', () => {
+    const problems = streamProblems({
+      ...base,
+      subjects: ['herald.t.>', 'other.>'],
+      retention: 'workqueue',
+    } as StreamConfig);
+    assert.equal(problems.length, 2);
+    assert.match(problems[0]!, /subjects must be exactly \["herald\.t\.>"\]/);
+    assert.match(problems[1]!, /retention must be "limits"/);
   });
 });
