@@ -8,12 +8,25 @@
  * timestamp `"t"` (ms since the epoch, from `performance.timeOrigin + performance.now()`) and phase
  * number `"p"` out of the JSON data. Lines end in LF, as Herald and the reference write them.
  *
+ * In a resume storm (the `storm` command) each connection instead counts its own events, reads
+ * each event's sequence from its `id:` line (to catch duplicates and reordering), spots
+ * `herald.reset`, and notes when it has every event after its cursor.
+ *
  * Driven over IPC by run.ts (see the Command type). Standalone, for poking at a server by hand:
  *   node load-tests/bench/client.ts <port> <connections> [topic]   → a stats JSON line per second
  * (standalone there are no phases: events count as received when their data has `"p":0`).
  */
 import { connect } from 'node:net';
-import { BUCKETS, bucketOf, type Command, type Reply, type Report, type Stats } from './shared.ts';
+import {
+  BUCKETS,
+  bucketOf,
+  type Command,
+  type Reply,
+  type Report,
+  type Stats,
+  type StormReport,
+  type StormStats,
+} from './shared.ts';
 
 const HEAD = 0;
 const BODY = 1; // not chunked: the body is the stream as is
@@ -30,6 +43,16 @@ interface Conn {
   chunkLeft: number;
   /** SSE text after the last complete block. */
   pending: string;
+  /** Index into the storm arrays; -1 outside a storm. */
+  storm: number;
+}
+
+/** What connection bookkeeping needs; both Stats and StormStats have it. */
+interface Counters {
+  open: number;
+  failed: number;
+  closed: number;
+  lastError: string;
 }
 
 // One read buffer shared by every socket (each read is parsed before the next one happens): reading
@@ -41,6 +64,26 @@ let phase = 0;
 let firstAt = 0;
 let lastAt = 0;
 let histogram = new Float64Array(BUCKETS);
+
+const storm: StormStats = {
+  open: 0,
+  failed: 0,
+  closed: 0,
+  done: 0,
+  received: 0,
+  resets: 0,
+  disorder: 0,
+  extra: 0,
+  lastError: '',
+};
+let stormStart = 0;
+// Per storm connection: cursor (then the last sequence seen), events expected and received, and
+// when the head and the last expected event arrived (epoch ms, 0: not yet).
+let lastSeq = new Float64Array(0);
+let expected = new Float64Array(0);
+let events = new Float64Array(0);
+let headAt = new Float64Array(0);
+let doneAt = new Float64Array(0);
 
 function resetPhase(next: number): void {
   phase = next;
@@ -66,12 +109,45 @@ function countEvent(text: string, dataAt: number, end: number, now: number): voi
   histogram[bucketOf(latency)]!++;
 }
 
+/** One block of a storm connection's stream: Herald writes `id:` first, then `event:`, then `data:`. */
+function stormBlock(i: number, text: string, start: number, end: number, now: number): void {
+  // The first block also carries the opening lines (retry, a comment), and a heartbeat comment
+  // may precede an event in the same block.
+  let idAt = start;
+  if (!text.startsWith('id: ', start)) {
+    const line = text.indexOf('\nid: ', start);
+    if (line === -1 || line >= end) return;
+    idAt = line + 1;
+  }
+  const idEnd = text.indexOf('\n', idAt);
+  if (idEnd >= end) return; // id-only: moves the cursor, dispatches nothing
+  const seq = Number.parseInt(text.slice(text.lastIndexOf('-', idEnd) + 1, idEnd), 10);
+  if (text.startsWith('event: herald.reset', idEnd + 1)) {
+    storm.resets++;
+    lastSeq[i] = seq;
+    return;
+  }
+  if (!(seq > lastSeq[i]!)) storm.disorder++;
+  lastSeq[i] = seq;
+  storm.received++;
+  const n = ++events[i]!;
+  if (n === expected[i]) {
+    doneAt[i] = now;
+    storm.done++;
+  } else if (n > expected[i]!) storm.extra++;
+}
+
 function parseSse(conn: Conn, body: string, now: number): void {
   const text = conn.pending === '' ? body : conn.pending + body;
   let start = 0;
   for (;;) {
     const end = text.indexOf('\n\n', start);
     if (end === -1) break;
+    if (conn.storm >= 0) {
+      stormBlock(conn.storm, text, start, end, now);
+      start = end + 2;
+      continue;
+    }
     // A block dispatches an event when one of its lines is a data field.
     let d = text.indexOf('data:', start);
     while (d !== -1 && d < end && d !== start && text.charCodeAt(d - 1) !== 10)
@@ -147,9 +223,24 @@ function onData(conn: Conn, chunk: Buffer, length: number, resolveOpen: (error?:
   parseSse(conn, conn.chunked ? dechunk(conn, text) : text, now);
 }
 
-function openOne(host: string, port: number, topic: string): Promise<void> {
+function openOne(
+  host: string,
+  port: number,
+  topic: string,
+  counters: Counters = stats,
+  lastEventId?: string,
+  stormIndex = -1,
+): Promise<void> {
   return new Promise((resolve, reject) => {
-    const conn: Conn = { state: HEAD, head: '', chunked: false, sizeLine: '', chunkLeft: 0, pending: '' };
+    const conn: Conn = {
+      state: HEAD,
+      head: '',
+      chunked: false,
+      sizeLine: '',
+      chunkLeft: 0,
+      pending: '',
+      storm: stormIndex,
+    };
     let opened = false;
     let settled = false;
     const settle = (error?: Error): void => {
@@ -158,11 +249,12 @@ function openOne(host: string, port: number, topic: string): Promise<void> {
       clearTimeout(timer);
       if (error === undefined) {
         opened = true;
-        stats.open++;
+        counters.open++;
+        if (stormIndex >= 0) headAt[stormIndex] = performance.timeOrigin + performance.now();
         resolve();
       } else {
-        stats.failed++;
-        stats.lastError = error.message;
+        counters.failed++;
+        counters.lastError = error.message;
         socket.destroy();
         reject(error);
       }
@@ -184,18 +276,19 @@ function openOne(host: string, port: number, topic: string): Promise<void> {
         },
       },
     });
+    const resume = lastEventId === undefined ? '' : `Last-Event-ID: ${lastEventId}\r\n`;
     socket.write(
       `GET /v1/stream?topic=${encodeURIComponent(topic)} HTTP/1.1\r\nHost: ${host}:${port}\r\n` +
-        'Accept: text/event-stream\r\n\r\n',
+        `Accept: text/event-stream\r\n${resume}\r\n`,
     );
     socket.on('error', (error) => {
-      stats.lastError = error.message;
+      counters.lastError = error.message;
       settle(error);
     });
     socket.on('close', () => {
       if (opened) {
-        stats.open--;
-        stats.closed++;
+        counters.open--;
+        counters.closed++;
       } else settle(new Error('closed before the response head'));
     });
   });
@@ -219,6 +312,43 @@ async function openAll(
   }
 }
 
+/**
+ * Opens one stream per cursor, all at once in batches of `batch` (each batch as soon as the
+ * previous one has its response heads: as fast as the server accepts them).
+ */
+async function openStorm(
+  command: Extract<Command, { cmd: 'storm' }>,
+  progress: (open: number) => void,
+): Promise<void> {
+  const n = command.cursors.length;
+  lastSeq = Float64Array.from(command.cursors);
+  expected = Float64Array.from(command.cursors, (c) => command.last - c);
+  events = new Float64Array(n);
+  headAt = new Float64Array(n);
+  doneAt = new Float64Array(n);
+  stormStart = performance.timeOrigin + performance.now();
+  for (let started = 0; started < n; started += command.batch) {
+    const opening: Promise<void>[] = [];
+    for (let i = started; i < Math.min(n, started + command.batch); i++) {
+      const cursor = `${command.epoch}-${command.cursors[i]}`;
+      opening.push(openOne(command.host, command.port, command.topic, storm, cursor, i));
+    }
+    await Promise.allSettled(opening);
+    progress(storm.open);
+  }
+}
+
+function stormReport(): StormReport {
+  const since = (at: number) => (at === 0 ? -1 : Math.round((at - stormStart) * 10) / 10);
+  return {
+    ...storm,
+    startAt: stormStart,
+    doneMs: Array.from(doneAt, since),
+    headMs: Array.from(headAt, since),
+    events: Array.from(events),
+  };
+}
+
 function report(): Report {
   const pairs: [number, number][] = [];
   for (let b = 0; b < BUCKETS; b++) if (histogram[b]! > 0) pairs.push([b, histogram[b]!]);
@@ -239,6 +369,15 @@ async function handle(command: Command, send: (reply: Reply) => void): Promise<v
       return send({ id: command.id, type: 'stats', ...stats });
     case 'report':
       return send({ id: command.id, type: 'report', ...report() });
+    case 'storm':
+      await openStorm(command, (open) =>
+        send({ type: 'progress', open, failed: storm.failed, target: command.cursors.length }),
+      );
+      return send({ id: command.id, type: 'ok' });
+    case 'stormStats':
+      return send({ id: command.id, type: 'stormStats', ...storm });
+    case 'stormReport':
+      return send({ id: command.id, type: 'stormReport', ...stormReport() });
   }
 }
 

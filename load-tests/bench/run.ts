@@ -1,65 +1,95 @@
 /**
- * `make bench`: Herald's gateway against a minimal node:http SSE server (reference-server.ts), same
- * machine, same run, same client. For each server and connection count it measures memory per idle
- * connection, deliveries/s and publish-to-receive latency at steady publish rates, and a burst
- * scenario; every session is repeated and medians are reported, with Herald/reference ratios.
+ * `make bench`: Herald's gateway, on its embedded broker and on JetStream, against a minimal
+ * node:http SSE server (reference-server.ts), same machine, same run, same client. For each server
+ * and connection count it measures memory per idle connection, deliveries/s and publish-to-receive
+ * latency at steady publish rates, and a burst scenario; every session is repeated and medians are
+ * reported, with JetStream/embedded and Herald/reference ratios. Then resume storms (storm.ts):
+ * thousands of clients reconnecting at once with cursors spread over the recent history.
  *
- * Environment: BENCH_QUICK=1 (smoke run), BENCH_CONNECTIONS=1000,10000, BENCH_SERVERS=herald,reference,
- * BENCH_REPEATS=3, BENCH_PHASE_MS, BENCH_RATES=1,5,10 (events/s, overrides the per-N default),
- * BENCH_BURST_BATCH=5. Results: .bench/results.json; server logs: .bench/logs/.
+ * Environment: BENCH_QUICK=1 (smoke run), BENCH_CONNECTIONS=1000,10000,
+ * BENCH_SERVERS=herald,herald-jetstream,reference, BENCH_REPEATS=3, BENCH_PHASE_MS, BENCH_RATES=1,5,10
+ * (events/s, overrides the per-N default), BENCH_BURST_BATCH=5, BENCH_NATS_CPU=client|server,
+ * BENCH_STEADY=0 (storms only), BENCH_STORM_CLIENTS=5000, BENCH_STORM_SPAN=10000, BENCH_STORM_RINGS=4096,16, BENCH_STORM_REPEATS=3
+ * (0 skips the storms). Results: .bench/results.json; server logs: .bench/logs/.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { bucketValue, type Command, type Reply, type Report, type Stats } from './shared.ts';
+import {
+  busyPercent,
+  type Client,
+  cpuMs,
+  cpuTicks,
+  elapsedS,
+  finish,
+  fmt,
+  HOST,
+  int,
+  intList,
+  known,
+  median,
+  ms,
+  now,
+  OTHER_CPU_LIMIT,
+  OUT,
+  one,
+  othersCpuMs,
+  PIN,
+  patient,
+  progress,
+  QUICK,
+  ratio,
+  row,
+  settledRssKb,
+  spend,
+  startClient,
+  stats,
+  stopClient,
+  waitForIdleMachine,
+} from './lib.ts';
+import {
+  GATEWAY,
+  KINDS,
+  type Kind,
+  NATS_PLACEMENT,
+  natsServerPath,
+  type Server,
+  serverPids,
+  startServer,
+  stopServer,
+} from './servers.ts';
+import { bucketValue, type Report } from './shared.ts';
+import {
+  STORM_CLIENTS,
+  STORM_EVENTS,
+  STORM_REPEATS,
+  STORM_RINGS,
+  STORM_SPAN,
+  type StormKind,
+  type StormResult,
+  storm,
+  stormTable,
+  summariseStorms,
+} from './storm.ts';
 
-type Kind = 'herald' | 'reference';
-type WithoutId<C> = C extends unknown ? Omit<C, 'id'> : never;
-type Ask = WithoutId<Command>;
-
-const ROOT = resolve(import.meta.dirname, '../..');
-const OUT = join(ROOT, '.bench');
-const GATEWAY = join(ROOT, 'services/gateway/src/main.ts');
-const REFERENCE = join(import.meta.dirname, 'reference-server.ts');
-const CLIENT = join(import.meta.dirname, 'client.ts');
-const HOST = '127.0.0.1';
 const TOPIC = 'bench';
 
-function intList(name: string, fallback: number[]): number[] {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const list = raw.split(',').map(Number);
-  if (!list.every((n) => Number.isSafeInteger(n) && n > 0))
-    throw new Error(`${name}: expected positive integers`);
-  return list;
-}
-const int = (name: string, fallback: number): number => intList(name, [fallback])[0]!;
-
-const QUICK = process.env['BENCH_QUICK'] === '1';
 const CONNECTIONS = intList('BENCH_CONNECTIONS', QUICK ? [200] : [1000, 10_000]);
-const SERVERS = (process.env['BENCH_SERVERS'] ?? 'herald,reference').split(',') as Kind[];
-if (!SERVERS.every((s) => s === 'herald' || s === 'reference'))
-  throw new Error('BENCH_SERVERS: herald,reference');
+const SERVERS = (process.env['BENCH_SERVERS'] ?? KINDS.join(',')).split(',') as Kind[];
+if (!SERVERS.every((s) => (KINDS as readonly string[]).includes(s)))
+  throw new Error(`BENCH_SERVERS: some of ${KINDS.join(',')}`);
 // One client process holds every connection, and so does the server: both need a file each.
 const FILE_LIMIT = Number(spawnSync('bash', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout);
-if (CONNECTIONS.some((n) => n + 100 > FILE_LIMIT)) {
+if ([...CONNECTIONS, STORM_CLIENTS].some((n) => n + 100 > FILE_LIMIT)) {
   throw new Error(
-    `BENCH_CONNECTIONS: the open-file limit here is ${FILE_LIMIT}; use at most ${FILE_LIMIT - 100}`,
+    `BENCH_CONNECTIONS, BENCH_STORM_CLIENTS: the open-file limit here is ${FILE_LIMIT}; use at most ${FILE_LIMIT - 100}`,
   );
 }
-const REPEATS = int('BENCH_REPEATS', 3);
+const REPEATS = int('BENCH_REPEATS', QUICK ? 1 : 3);
+/** BENCH_STEADY=0 skips the steady and burst sessions (storms only). */
+const STEADY = process.env['BENCH_STEADY'] !== '0';
 const PHASE_MS = int('BENCH_PHASE_MS', QUICK ? 1500 : 4000);
 // Steady rates are chosen by the deliveries/s they offer, so every N sweeps the same load range:
 // 1000 connections → 10, 50, 100, 200, 400 events/s; 10000 → 1, 5, 10, 20, 40.
@@ -75,320 +105,9 @@ const OPEN_BATCH = 250;
 const MAX_IN_FLIGHT = 256;
 const DRAIN_QUIET_MS = 1000;
 const DRAIN_CAP_MS = QUICK ? 5000 : 15_000;
-/** A phase during which other processes used more CPU than this (% of a core) is repeated, a bounded number of times. */
-const OTHER_CPU_LIMIT = 15;
 const PHASE_ATTEMPTS = 3;
-
-const startedAt = Date.now();
-const now = (): number => performance.timeOrigin + performance.now();
-function progress(message: string): void {
-  process.stderr.write(`[bench ${((Date.now() - startedAt) / 1000).toFixed(0).padStart(4)}s] ${message}\n`);
-}
-
-// --- processes -------------------------------------------------------------------------------------
-
-/** The first two CPUs this process may use: the server gets one to itself, client and publisher the other. */
-function cpus(): [number, number] | undefined {
-  const list = /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '';
-  const all = list.split(',').flatMap((range) => {
-    const [a, b = a] = range.split('-').map(Number);
-    return a === undefined || b === undefined ? [] : Array.from({ length: b - a + 1 }, (_, i) => a + i);
-  });
-  const hasTaskset = spawnSync('taskset', ['-V'], { stdio: 'ignore' }).status === 0;
-  return hasTaskset && all.length > 1 ? [all[0]!, all[1]!] : undefined;
-}
-const PIN = cpus();
-// The publisher runs in this process: keep it off the server's core too.
-if (PIN !== undefined)
-  spawnSync('taskset', ['-a', '-p', '-c', String(PIN[1]), String(process.pid)], { stdio: 'ignore' });
-
-// Servers must not outlive this process, even when it is killed without running its handlers
-// (SIGKILL): a tiny reaper holds a pipe from us and kills whatever is registered when it closes.
-const REAPER = `
-const pids = new Set();
-let rest = '';
-process.stdin.on('data', (chunk) => {
-  const lines = (rest + chunk).split('\\n');
-  rest = lines.pop();
-  for (const line of lines) (line[0] === '+' ? pids.add : pids.delete).call(pids, Number(line.slice(1)));
-});
-process.stdin.on('end', () => {
-  for (const pid of pids) try { process.kill(pid, 'SIGKILL'); } catch {}
-});`;
-const reaper = spawn(process.execPath, ['-e', REAPER], { stdio: ['pipe', 'ignore', 'ignore'] });
-
-const children = new Set<ChildProcess>();
-function killAll(): void {
-  for (const child of children) child.kill('SIGKILL');
-}
-process.on('exit', killAll);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    progress(`${signal}: stopping`);
-    killAll();
-    process.exit(signal === 'SIGINT' ? 130 : 143);
-  });
-}
-
-/** Runs a Node script with the open-file soft limit raised to the hard one, pinned to a CPU when possible. */
-function launch(args: string[], cpu: number | undefined, options: Parameters<typeof spawn>[2]): ChildProcess {
-  const pin = cpu === undefined ? [] : ['taskset', '-c', String(cpu)];
-  // exec all the way down, so the child's pid is node's own (its /proc/<pid>/status is what we read).
-  const script = 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"';
-  const command = [...pin, process.execPath, '--conditions=herald-source', ...args];
-  const child = spawn('bash', ['-c', script, 'bench', ...command], { cwd: ROOT, ...options });
-  children.add(child);
-  reaper.stdin?.write(`+${child.pid}\n`);
-  child.once('exit', () => {
-    children.delete(child);
-    reaper.stdin?.write(`-${child.pid}\n`);
-  });
-  return child;
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((done) => child.once('exit', done));
-  child.kill('SIGTERM');
-  if ((await Promise.race([exited, sleep(3000, 'timeout')])) === 'timeout') {
-    child.kill('SIGKILL');
-    await exited;
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const probe = createServer();
-    probe.once('error', fail);
-    probe.listen(0, HOST, () => {
-      const address = probe.address();
-      probe.close(() => (typeof address === 'object' && address !== null ? done(address.port) : fail()));
-    });
-  });
-}
-
-function get(port: number, path: string): Promise<number> {
-  return new Promise((done) => {
-    const req = request({ host: HOST, port, path, timeout: 1000 }, (res) => {
-      res.resume();
-      done(res.statusCode ?? 0);
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => done(0));
-    req.end();
-  });
-}
-
-function tail(file: string): string {
-  return existsSync(file) ? readFileSync(file, 'utf8').trimEnd().split('\n').slice(-15).join('\n') : '';
-}
-
-interface Server {
-  child: ChildProcess;
-  pid: number;
-  port: number;
-}
-
-async function startServer(kind: Kind, logFile: string): Promise<Server> {
-  const log = openSync(logFile, 'w');
-  let child: ChildProcess;
-  let port: number;
-  try {
-    if (kind === 'reference') {
-      // Port 0 and read back: no race for the port.
-      child = launch([REFERENCE, '0'], PIN?.[0], { stdio: ['ignore', 'pipe', log] });
-      port = await new Promise<number>((done, fail) => {
-        let out = '';
-        child.stdout?.on('data', (chunk: Buffer) => {
-          out += chunk.toString();
-          const line = /^\{"listening":(\d+)\}$/m.exec(out);
-          if (line !== null) done(Number(line[1]));
-        });
-        child.once('exit', () => fail(new Error(`reference server exited: ${tail(logFile)}`)));
-        setTimeout(() => fail(new Error('reference server did not listen within 15 s')), 15_000).unref();
-      });
-    } else {
-      port = await freePort();
-      // The benchmark sets the whole configuration: inherited HERALD_* variables (HERALD_CACHE is
-      // tools/node.sh's) would change it, or stop the gateway, which refuses unknown ones.
-      const inherited = Object.entries(process.env).filter(([name]) => !name.startsWith('HERALD_'));
-      const env = {
-        ...Object.fromEntries(inherited),
-        HERALD_PORT: String(port),
-        HERALD_HOST: HOST,
-        HERALD_BROKER: 'memory',
-        HERALD_HEARTBEAT_MS: '15000',
-        // Stop at once when the session ends: draining is not what is measured.
-        HERALD_DRAIN_MS: '0',
-      };
-      child = launch([GATEWAY], PIN?.[0], { env, stdio: ['ignore', log, log] });
-    }
-  } finally {
-    closeSync(log);
-  }
-  const deadline = Date.now() + 30_000;
-  while ((await get(port, '/readyz')) !== 200) {
-    if (child.exitCode !== null) throw new Error(`${kind} exited (${child.exitCode}):\n${tail(logFile)}`);
-    if (Date.now() > deadline) {
-      await stop(child);
-      throw new Error(`${kind} /readyz not 200 within 30 s:\n${tail(logFile)}`);
-    }
-    await sleep(100);
-  }
-  return { child, pid: child.pid!, port };
-}
-
-function rssKb(pid: number): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (match === null) throw new Error(`no VmRSS for ${pid}`);
-  return Number(match[1]);
-}
-
-const TICK_MS = 1000 / (Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100);
-/** CPU time (user + system) a process has used so far. */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // After the parenthesised command name: state is field 3, utime and stime are fields 14 and 15.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
-}
-
-/** Busy and total CPU time of the whole machine (or one CPU), in ticks, from /proc/stat. */
-function cpuTicks(cpu = ''): { busy: number; total: number } {
-  const line = readFileSync('/proc/stat', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`cpu${cpu} `));
-  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = (line ?? '')
-    .trim()
-    .split(/\s+/)
-    .slice(1)
-    .map(Number);
-  const busy = user + nice + system + irq + softirq + steal;
-  return { busy, total: busy + idle + iowait };
-}
-
-/**
- * Time the whole run may spend waiting out other processes (idle waits and repeated phases), so a
- * busy machine cannot stretch it without bound. Returns whether any is left after `spentMs`.
- */
-let patienceMs = QUICK ? 15_000 : 150_000;
-function patient(spentMs: number): boolean {
-  return patienceMs - spentMs > 0;
-}
-function spend(ms: number): void {
-  patienceMs -= ms;
-}
-
-/**
- * CPU time used so far by every process except ours and kernel threads, counting what exited
- * processes left in their parent's cutime/cstime, so the total carries over exits.
- */
-function othersCpuMs(ours: readonly number[]): number {
-  let ticks = 0;
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || ours.includes(Number(name))) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-    } catch {
-      continue; // exited meanwhile: its parent's cutime has it now
-    }
-    // Fields from 3 (state) on: flags is field 9, utime/stime/cutime/cstime are 14 to 17.
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if ((Number(f[6]) & PF_KTHREAD) !== 0) continue;
-    ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-  }
-  return ticks * TICK_MS;
-}
-const PF_KTHREAD = 0x200000;
-
-/**
- * The benchmark needs the machine to itself: before each session, wait (bounded) until other
- * processes are quiet, and record what they used, so a skewed session can be recognised.
- */
-async function waitForIdleMachine(label: string): Promise<number> {
-  const start = Date.now();
-  let shown = 0;
-  for (;;) {
-    const before = othersCpuMs([process.pid]);
-    await sleep(500);
-    const busy = (othersCpuMs([process.pid]) - before) / 5;
-    if (busy < OTHER_CPU_LIMIT) {
-      spend(Date.now() - start);
-      return busy;
-    }
-    if (!patient(Date.now() - start)) {
-      spend(Date.now() - start);
-      progress(`${label}: other processes still use ${busy.toFixed(0)}% CPU; measuring anyway`);
-      return busy;
-    }
-    if (Date.now() - shown > 5000) {
-      shown = Date.now();
-      progress(`${label}: other processes use ${busy.toFixed(0)}% CPU; waiting for a quiet machine`);
-    }
-  }
-}
-
-/** RSS once two readings 250 ms apart agree within 0.2 % (allocation after a burst of work settles). */
-async function settledRssKb(pid: number): Promise<number> {
-  let previous = rssKb(pid);
-  for (let i = 0; i < 20; i++) {
-    await sleep(250);
-    const current = rssKb(pid);
-    if (Math.abs(current - previous) <= Math.max(64, previous * 0.002)) return current;
-    previous = current;
-  }
-  return previous;
-}
-
-interface Client {
-  child: ChildProcess;
-  ask<C extends Ask>(command: C, timeoutMs?: number): Promise<Reply & { id: number }>;
-}
-
-function startClient(label: string): Client {
-  const child = launch([CLIENT], PIN?.[1], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  // undefined: the client exited before it answered.
-  const waiting = new Map<number, (reply: (Reply & { id: number }) | undefined) => void>();
-  let nextId = 0;
-  let lastShown = 0;
-  child.once('exit', () => {
-    for (const answer of waiting.values()) answer(undefined);
-  });
-  child.on('message', (reply: Reply) => {
-    if (reply.type === 'progress') {
-      if (reply.open - lastShown >= 2000 || reply.open + reply.failed >= reply.target) {
-        lastShown = reply.open;
-        progress(`${label}: ${reply.open}/${reply.target} connections open, ${reply.failed} failed`);
-      }
-    } else waiting.get(reply.id)?.(reply);
-  });
-  return {
-    child,
-    ask(command, timeoutMs = 10_000) {
-      const id = ++nextId;
-      return new Promise((done, fail) => {
-        const timer = setTimeout(() => {
-          waiting.delete(id);
-          fail(new Error(`client did not answer ${command.cmd} within ${timeoutMs} ms`));
-        }, timeoutMs);
-        waiting.set(id, (reply) => {
-          clearTimeout(timer);
-          waiting.delete(id);
-          if (reply === undefined) fail(new Error('client exited'));
-          else done(reply);
-        });
-        child.send({ ...command, id });
-      });
-    },
-  };
-}
-
-async function stats(client: Client): Promise<Stats> {
-  const reply = await client.ask({ cmd: 'stats' });
-  if (reply.type !== 'stats') throw new Error('unexpected client reply');
-  return reply;
-}
+/** Past this the client's core (client, publisher, nats-server by default) is the bottleneck. */
+const CLIENT_CORE_SATURATED = 95;
 
 // --- publishing and measuring ------------------------------------------------------------------------
 
@@ -500,6 +219,10 @@ interface PhaseResult {
   clientCpuPercent: number;
   /** The server's core, including kernel work on its behalf (loopback TCP runs partly in softirq). */
   serverCoreBusyPercent: number | null;
+  /** The client's core (client, publisher and, by default, nats-server): near 100 % the client limits the figures. */
+  clientCoreBusyPercent: number | null;
+  /** nats-server's CPU use (herald-jetstream only), 100 = one core. */
+  natsCpuPercent: number | null;
   /** CPU used by processes other than the benchmark's meanwhile; above OTHER_CPU_LIMIT the phase is repeated. */
   otherCpuPercent: number;
   /** Server CPU time per delivery: its cost, whether or not it kept up. */
@@ -533,12 +256,15 @@ async function phase(
   const everyMs = (1000 * batch) / eventsPerSec;
   const ticks = Math.max(1, Math.round(durationMs / everyMs));
   const serverCore = PIN === undefined ? undefined : String(PIN[0]);
-  const ours = [server.pid, client.child.pid!, process.pid];
+  const clientCore = PIN === undefined ? undefined : String(PIN[1]);
+  const ours = [...serverPids(server), client.child.pid!, process.pid];
   const cpuBefore = {
     server: cpuMs(server.pid),
+    nats: cpuMs(server.nats?.pid),
     client: cpuMs(client.child.pid!),
     others: othersCpuMs(ours),
     core: cpuTicks(serverCore),
+    clientCore: cpuTicks(clientCore),
     at: now(),
   };
   const sent = await publish(server.port, id, ticks, everyMs, batch);
@@ -549,7 +275,9 @@ async function phase(
   const cpuWallMs = now() - cpuBefore.at;
   const serverCpu = cpuMs(server.pid) - cpuBefore.server;
   const clientCpu = cpuMs(client.child.pid!) - cpuBefore.client;
+  const natsCpu = server.nats === undefined ? null : cpuMs(server.nats.pid) - cpuBefore.nats;
   const coreAfter = cpuTicks(serverCore);
+  const clientCoreAfter = cpuTicks(clientCore);
   const windowMs = Math.max(sent.durationMs, report.lastAt - sent.start);
   const result: PhaseResult = {
     kind,
@@ -568,11 +296,10 @@ async function phase(
     maxMs: report.received < expected ? Number.POSITIVE_INFINITY : percentile(report, expected, 1),
     closedDuring: report.closed - before.closed,
     serverCpuPercent: (100 * serverCpu) / cpuWallMs,
-    serverCoreBusyPercent:
-      serverCore === undefined
-        ? null
-        : (100 * (coreAfter.busy - cpuBefore.core.busy)) /
-          Math.max(1, coreAfter.total - cpuBefore.core.total),
+    serverCoreBusyPercent: serverCore === undefined ? null : busyPercent(cpuBefore.core, coreAfter),
+    clientCoreBusyPercent:
+      clientCore === undefined ? null : busyPercent(cpuBefore.clientCore, clientCoreAfter),
+    natsCpuPercent: natsCpu === null ? null : (100 * natsCpu) / cpuWallMs,
     clientCpuPercent: (100 * clientCpu) / cpuWallMs,
     otherCpuPercent: (100 * (othersCpuMs(ours) - cpuBefore.others)) / cpuWallMs,
     serverCpuUsPerDelivery: report.received > 0 ? (1000 * serverCpu) / report.received : Number.NaN,
@@ -581,11 +308,16 @@ async function phase(
   const pct = (n: number) => `${n.toFixed(0)}%`;
   const core =
     result.serverCoreBusyPercent === null ? '' : ` (its core ${pct(result.serverCoreBusyPercent)})`;
+  const clientSaturated =
+    result.clientCpuPercent > 90 || (result.clientCoreBusyPercent ?? 0) > CLIENT_CORE_SATURATED;
   progress(
     `  ${kind} ${eventsPerSec}/s × ${before.open}: ${fmt(result.deliveriesPerSec)} deliveries/s, ` +
       `p50 ${ms(result.p50Ms)}, p99 ${ms(result.p99Ms)} | server ${pct(result.serverCpuPercent)} CPU${core}, ` +
-      `${result.serverCpuUsPerDelivery.toFixed(1)} µs/delivery | client ${pct(result.clientCpuPercent)}` +
-      (result.clientCpuPercent > 90 ? ' (saturated: this measures the client)' : '') +
+      `${result.serverCpuUsPerDelivery.toFixed(1)} µs/delivery` +
+      (result.natsCpuPercent === null ? '' : ` | nats ${pct(result.natsCpuPercent)}`) +
+      ` | client ${pct(result.clientCpuPercent)}` +
+      (result.clientCoreBusyPercent === null ? '' : ` (its core ${pct(result.clientCoreBusyPercent)})`) +
+      (clientSaturated ? ' (saturated: this measures the client)' : '') +
       (lost > 0 ? ` | ${lost} of ${expected} not delivered` : '') +
       (result.otherCpuPercent > OTHER_CPU_LIMIT
         ? ` | other processes used ${pct(result.otherCpuPercent)}`
@@ -671,21 +403,13 @@ async function session(kind: Kind, connections: number, repeat: number): Promise
     result.error = (error as Error).message;
     progress(`${label}: ${result.error}`);
   } finally {
-    if (client.child.connected) client.child.disconnect();
-    await stop(client.child);
-    await stop(server.child);
+    await stopClient(client);
+    await stopServer(server);
   }
   return result;
 }
 
 // --- summary ------------------------------------------------------------------------------------------
-
-function median(values: number[]): number {
-  const sorted = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
-  if (sorted.length === 0) return Number.NaN;
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 interface Measure {
   eventsPerSec: number;
@@ -695,6 +419,8 @@ interface Measure {
   p50Ms: number;
   p99Ms: number;
   serverCpuUsPerDelivery: number;
+  /** nats-server CPU, % of a core (herald-jetstream only). */
+  natsCpuPercent: number | null;
 }
 
 interface Summary {
@@ -723,6 +449,9 @@ function measure(eventsPerSec: number, runs: (PhaseResult | undefined)[]): Measu
     p50Ms: pick((r) => r.p50Ms, Number.POSITIVE_INFINITY),
     p99Ms: pick((r) => r.p99Ms, Number.POSITIVE_INFINITY),
     serverCpuUsPerDelivery: pick((r) => r.serverCpuUsPerDelivery, Number.NaN),
+    natsCpuPercent: runs.some((r) => r !== undefined && r.natsCpuPercent !== null)
+      ? pick((r) => r.natsCpuPercent ?? Number.NaN, Number.NaN)
+      : null,
   };
 }
 
@@ -751,22 +480,6 @@ function summarise(kind: Kind, connections: number, sessions: Session[]): Summar
   };
 }
 
-type Num = number | null | undefined;
-const known = (n: Num): n is number => n !== null && n !== undefined && Number.isFinite(n);
-function fmt(n: Num): string {
-  if (!known(n)) return '–';
-  return n >= 10_000 ? `${(n / 1000).toFixed(0)}k` : n >= 1000 ? `${(n / 1000).toFixed(1)}k` : n.toFixed(0);
-}
-function ms(n: Num): string {
-  if (n === Number.POSITIVE_INFINITY) return 'sat.';
-  if (!known(n)) return '–';
-  return n >= 100 ? `${n.toFixed(0)}ms` : `${n.toFixed(1)}ms`;
-}
-const one = (n: Num): string => (known(n) ? n.toFixed(1) : '–');
-const ratio = (a: Num, b: Num): string => (known(a) && known(b) && b !== 0 ? `${(a / b).toFixed(2)}×` : '–');
-function row(cells: string[]): string {
-  return cells.map((c, i) => (i === 0 ? c.padEnd(12) : c.padStart(10))).join('');
-}
 /** deliveries/s, p50, p99, server µs per delivery; "skipped" when a lower rate already saturated. */
 function cells(m: Measure | null | undefined, sessions: number): string[] {
   if (m === null || m === undefined) return ['–', '–', '–', '–'];
@@ -775,32 +488,60 @@ function cells(m: Measure | null | undefined, sessions: number): string[] {
   return [fmt(m.deliveriesPerSec) + partial, ms(m.p50Ms), ms(m.p99Ms), one(m.serverCpuUsPerDelivery)];
 }
 
-function table(summaries: Summary[]): string {
+const LETTER: Record<Kind, string> = { herald: 'H', 'herald-jetstream': 'J', reference: 'R' };
+/** The ratios worth printing: what JetStream costs against the embedded broker, and Herald against the reference. */
+const PAIRS: [Kind, Kind][] = [
+  ['herald-jetstream', 'herald'],
+  ['herald', 'reference'],
+];
+
+function table(summaries: Summary[], kinds: Kind[]): string {
   const find = (kind: Kind, n: number) => summaries.find((s) => s.server === kind && s.connections === n);
-  const both = ['H deliv/s', 'H p50', 'H p99', 'H µs/del', 'R deliv/s', 'R p50', 'R p99', 'R µs/del'];
+  const pairs = PAIRS.filter(([a, b]) => kinds.includes(a) && kinds.includes(b));
+  const pairName = ([a, b]: [Kind, Kind]) => `${LETTER[a]}/${LETTER[b]}`;
+  const jetstream = kinds.includes('herald-jetstream');
+  const heads = kinds.flatMap((k) =>
+    ['deliv/s', 'p50', 'p99', 'µs/del']
+      .map((h) => `${LETTER[k]} ${h}`)
+      .concat(k === 'herald-jetstream' ? ['J nats'] : []),
+  );
   const out = [
+    kinds.map((k) => `${LETTER[k]} = ${k}`).join(', ') +
+      (jetstream ? `; nats-server on the ${NATS_PLACEMENT}'s CPU` : ''),
+    '',
     'Idle connections: server RSS per connection, KB',
-    row(['connections', 'herald', 'reference', 'H/R']),
+    row(['connections', ...kinds, ...pairs.map(pairName)], 12, 18),
   ];
   for (const n of CONNECTIONS) {
-    const [h, r] = [find('herald', n)?.rssPerConnectionKb, find('reference', n)?.rssPerConnectionKb];
-    out.push(row([String(n), one(h), one(r), ratio(h, r)]));
-  }
-  for (const n of CONNECTIONS) {
+    const rss = (k: Kind) => find(k, n)?.rssPerConnectionKb;
     out.push(
-      '',
-      `Steady publish rate, ${n} connections (H = herald, R = reference)`,
-      row(['events/s', ...both]),
+      row(
+        [String(n), ...kinds.map((k) => one(rss(k))), ...pairs.map(([a, b]) => ratio(rss(a), rss(b)))],
+        12,
+        18,
+      ),
     );
+  }
+  const group = (k: Kind, m: Measure | null | undefined, sessions: number) => {
+    const c = cells(m, sessions);
+    if (k !== 'herald-jetstream') return c;
+    const nats = m?.natsCpuPercent;
+    const shown =
+      m === null || m === undefined || m.runs === 0 ? '' : known(nats) ? `${nats.toFixed(0)}%` : '–';
+    return [...c, shown];
+  };
+  for (const n of CONNECTIONS) {
+    out.push('', `Steady publish rate, ${n} connections`, row(['events/s', ...heads]));
     for (const rate of RATES(n)) {
       const at = (kind: Kind) => {
         const s = find(kind, n);
-        return cells(
+        return group(
+          kind,
           s?.rates.find((m) => m.eventsPerSec === rate),
           s?.sessions ?? 0,
         );
       };
-      out.push(row([String(rate), ...at('herald'), ...at('reference')]));
+      out.push(row([String(rate), ...kinds.flatMap(at)]));
     }
   }
   const limits = [
@@ -809,38 +550,47 @@ function table(summaries: Summary[]): string {
   ] as const;
   for (const [title, budget, deliveries, rate] of limits) {
     out.push('', `${title}: deliveries/s at the highest steady rate with p99 ≤ ${budget} ms`);
-    out.push(row(['connections', 'herald', 'at', 'reference', 'at', 'H/R']));
+    out.push(row(['connections', ...kinds.flatMap((k) => [LETTER[k], 'at']), ...pairs.map(pairName)]));
     for (const n of CONNECTIONS) {
-      const [h, r] = [find('herald', n), find('reference', n)];
       const value = (s: Summary | undefined) =>
         s === undefined ? '–' : s[deliveries] === null ? 'none' : fmt(s[deliveries]);
       const at = (s: Summary | undefined) => (known(s?.[rate]) ? `${s[rate]}/s` : '');
-      out.push(row([String(n), value(h), at(h), value(r), at(r), ratio(h?.[deliveries], r?.[deliveries])]));
+      out.push(
+        row([
+          String(n),
+          ...kinds.flatMap((k) => [value(find(k, n)), at(find(k, n))]),
+          ...pairs.map(([a, b]) => ratio(find(a, n)?.[deliveries], find(b, n)?.[deliveries])),
+        ]),
+      );
     }
   }
   out.push(
     '',
     `Burst: ${BURST_BATCH} events in one POST every ${BURST_EVERY_MS} ms`,
-    row(['connections', ...both, 'deliv H/R', 'µs H/R']),
+    row([
+      'connections',
+      ...heads,
+      ...pairs.map((p) => `del ${pairName(p)}`),
+      ...pairs.map((p) => `µs ${pairName(p)}`),
+    ]),
   );
   for (const n of CONNECTIONS) {
-    const [h, r] = [find('herald', n), find('reference', n)];
-    const deliveries = ratio(h?.burst?.deliveriesPerSec, r?.burst?.deliveriesPerSec);
+    const burst = (k: Kind) => find(k, n)?.burst;
     out.push(
       row([
         String(n),
-        ...cells(h?.burst, h?.sessions ?? 0),
-        ...cells(r?.burst, r?.sessions ?? 0),
-        deliveries,
-        ratio(h?.burst?.serverCpuUsPerDelivery, r?.burst?.serverCpuUsPerDelivery),
+        ...kinds.flatMap((k) => group(k, burst(k), find(k, n)?.sessions ?? 0)),
+        ...pairs.map(([a, b]) => ratio(burst(a)?.deliveriesPerSec, burst(b)?.deliveriesPerSec)),
+        ...pairs.map(([a, b]) => ratio(burst(a)?.serverCpuUsPerDelivery, burst(b)?.serverCpuUsPerDelivery)),
       ]),
     );
   }
   out.push(
     '',
-    'Medians over sessions. µs/del: server CPU per delivery. sat.: saturated, i.e. more than that share of',
-    'the deliveries had not arrived when the phase ended, or the rate was skipped because a lower one',
-    `already had p99 > ${SATURATED_P99_MS} ms. *: measured in fewer sessions than the others (the rest skipped it).`,
+    'Medians over sessions. µs/del: server CPU per delivery (for J the gateway alone). J nats: nats-server',
+    'CPU, % of a core. sat.: saturated, i.e. more than that share of the deliveries had not arrived when the',
+    `phase ended, or the rate was skipped because a lower one already had p99 > ${SATURATED_P99_MS} ms.`,
+    '*: measured in fewer sessions than the others (the rest skipped it).',
   );
   return out.join('\n');
 }
@@ -849,23 +599,34 @@ function table(summaries: Summary[]): string {
 
 rmSync(join(OUT, 'logs'), { recursive: true, force: true });
 mkdirSync(join(OUT, 'logs'), { recursive: true });
-const servers = SERVERS.filter((kind) => {
-  if (kind === 'herald' && !existsSync(GATEWAY)) {
-    progress(`${GATEWAY} does not exist yet: measuring the reference only`);
+// In display order, whatever the order given.
+const servers = KINDS.filter((kind) => {
+  if (!SERVERS.includes(kind)) return false;
+  if (kind !== 'reference' && !existsSync(GATEWAY)) {
+    progress(`${GATEWAY} does not exist yet: ${kind} is not measured`);
     return false;
   }
   return true;
 });
+// Built (once, about a minute) before anything is timed.
+if (servers.includes('herald-jetstream')) progress(`nats-server: ${natsServerPath()}`);
+const stormKinds = servers.filter((k): k is StormKind => k !== 'reference');
 progress(
   `servers ${servers.join(', ')}; connections ${CONNECTIONS.join(', ')}; ${REPEATS} repeats; ` +
     (PIN === undefined
       ? 'not pinned (needs taskset and 2 CPUs)'
-      : `server on CPU ${PIN[0]}, client + publisher on CPU ${PIN[1]}`),
+      : `server on CPU ${PIN[0]}, client + publisher on CPU ${PIN[1]}` +
+        (servers.includes('herald-jetstream')
+          ? `, nats-server on CPU ${PIN[NATS_PLACEMENT === 'client' ? 1 : 0]}`
+          : '')) +
+    (STORM_REPEATS > 0 && stormKinds.length > 0
+      ? `; then ${STORM_REPEATS}× resume storms of ${STORM_CLIENTS} clients (rings ${STORM_RINGS.join(', ')})`
+      : ''),
 );
 const sessions: Session[] = [];
-for (const connections of CONNECTIONS) {
+for (const connections of STEADY ? CONNECTIONS : []) {
   for (let repeat = 1; repeat <= REPEATS; repeat++) {
-    // Interleaved, so slow drift of the machine affects both servers alike.
+    // Interleaved, so slow drift of the machine affects every server alike.
     for (const kind of servers) {
       const failedBefore = sessions.some((s) => s.server === kind && s.opened === 0);
       if (failedBefore) continue;
@@ -876,6 +637,12 @@ for (const connections of CONNECTIONS) {
         sessions.push({ ...emptySession(kind, connections, repeat), error: (error as Error).message });
       }
     }
+  }
+}
+const storms: StormResult[] = [];
+for (let repeat = 1; repeat <= STORM_REPEATS; repeat++) {
+  for (const ringSize of STORM_RINGS) {
+    for (const kind of stormKinds) storms.push(await storm(kind, ringSize, repeat));
   }
 }
 
@@ -897,11 +664,15 @@ function emptySession(server: Kind, connections: number, repeat: number): Sessio
   };
 }
 
-const summaries = CONNECTIONS.flatMap((n) => servers.map((kind) => summarise(kind, n, sessions)));
+const summaries = (STEADY ? CONNECTIONS : []).flatMap((n) =>
+  servers.map((kind) => summarise(kind, n, sessions)),
+);
+const stormSummaries = summariseStorms(storms);
 const results = {
   date: new Date().toISOString(),
   node: process.version,
   pinned: PIN ?? null,
+  natsCpu: servers.includes('herald-jetstream') ? NATS_PLACEMENT : null,
   quick: QUICK,
   config: {
     connections: CONNECTIONS,
@@ -911,23 +682,42 @@ const results = {
     p99BudgetMs: P99_BUDGET_MS,
     saturatedP99Ms: SATURATED_P99_MS,
     otherCpuLimitPercent: OTHER_CPU_LIMIT,
+    storm: {
+      clients: STORM_CLIENTS,
+      span: STORM_SPAN,
+      published: STORM_EVENTS,
+      rings: STORM_RINGS,
+      repeats: STORM_REPEATS,
+    },
   },
   summaries,
   sessions,
+  stormSummaries,
+  storms,
 };
 writeFileSync(join(OUT, 'results.json'), JSON.stringify(results, null, 2) + '\n');
 const phases = sessions.flatMap((s) => [...s.rates, ...(s.burst === null ? [] : [s.burst])]);
 const disturbed = phases.filter((p) => p.otherCpuPercent > OTHER_CPU_LIMIT).length;
+const disturbedStorms = storms.filter((s) => s.otherCpuPercent > OTHER_CPU_LIMIT).length;
+const clientBound = phases.filter((p) => (p.clientCoreBusyPercent ?? 0) > CLIENT_CORE_SATURATED).length;
 const failed = sessions.filter((s) => s.error !== undefined);
 let notes = '';
-if (disturbed > 0) {
-  notes += `\nWARNING: in ${disturbed} of ${phases.length} phases other processes used > ${OTHER_CPU_LIMIT}% CPU`;
-  notes += ' even after repeats; those numbers are skewed (otherCpuPercent in results.json).\n';
+if (disturbed + disturbedStorms > 0) {
+  notes += `\nWARNING: in ${disturbed} of ${phases.length} phases and ${disturbedStorms} of ${storms.length} storms`;
+  notes += ` other processes used > ${OTHER_CPU_LIMIT}% CPU even after repeats; those numbers are skewed`;
+  notes += ' (otherCpuPercent in results.json).\n';
+}
+if (clientBound > 0) {
+  notes += `\nNOTE: in ${clientBound} of ${phases.length} phases the client's core was > ${CLIENT_CORE_SATURATED}% busy;`;
+  notes +=
+    ' there the client, not the server, may set the figures (clientCoreBusyPercent in results.json).\n';
 }
 for (const s of failed)
   notes += `\nWARNING: ${s.server} n=${s.connections} #${s.repeat} failed: ${s.error}\n`;
-process.stdout.write(table(summaries) + '\n' + notes);
-progress(
-  `done in ${((Date.now() - startedAt) / 1000).toFixed(0)} s; results in ${join(OUT, 'results.json')}`,
+for (const s of storms.filter((s) => s.error !== undefined))
+  notes += `\nWARNING: storm ${s.kind} ring ${s.ringSize} #${s.repeat} failed: ${s.error}\n`;
+process.stdout.write(
+  (STEADY ? table(summaries, servers) + '\n' : '') + stormTable(stormSummaries) + '\n' + notes,
 );
-reaper.stdin?.end();
+progress(`done in ${elapsedS().toFixed(0)} s; results in ${join(OUT, 'results.json')}`);
+finish();
