@@ -1,0 +1,170 @@
+/**
+ * The servers under test: Herald's gateway on its embedded broker (`herald`), the gateway on
+ * JetStream with a fresh nats-server of its own (`herald-jetstream`), and the reference SSE server.
+ */
+import { type ChildProcess, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort, get, HOST, launch, launchNode, onExit, PIN, ROOT, stop, tail } from './lib.ts';
+
+export const KINDS = ['herald', 'herald-jetstream', 'reference'] as const;
+export type Kind = (typeof KINDS)[number];
+export const GATEWAY = join(ROOT, 'services/gateway/src/main.ts');
+const REFERENCE = join(import.meta.dirname, 'reference-server.ts');
+const NATS_SCRIPT = join(ROOT, 'tools/nats-server.sh');
+
+/**
+ * Where nats-server runs. `client` (default): on the client's CPU, so the gateway has CPU 0 to
+ * itself in both Herald modes and the comparison is the gateway's own cost. `server`: on CPU 0
+ * with the gateway, so one core pays for gateway and broker together.
+ */
+export const NATS_PLACEMENT = process.env['BENCH_NATS_CPU'] ?? 'client';
+if (NATS_PLACEMENT !== 'client' && NATS_PLACEMENT !== 'server')
+  throw new Error('BENCH_NATS_CPU: client or server');
+const NATS_CPU = PIN?.[NATS_PLACEMENT === 'client' ? 1 : 0];
+
+export interface Nats {
+  child: ChildProcess;
+  pid: number;
+  port: number;
+  storeDir: string;
+  forget: () => void;
+}
+
+export interface Server {
+  kind: Kind;
+  child: ChildProcess;
+  pid: number;
+  port: number;
+  /** The gateway's own nats-server, in `herald-jetstream` mode. */
+  nats: Nats | undefined;
+}
+
+/** Every process a server consists of. */
+export const serverPids = (s: Server): number[] => (s.nats === undefined ? [s.pid] : [s.pid, s.nats.pid]);
+
+let natsBinary: string | undefined;
+/** The pinned nats-server (tools/nats-server.sh builds it with `go install` the first time). */
+export function natsServerPath(): string {
+  if (natsBinary !== undefined) return natsBinary;
+  const out = spawnSync('bash', [NATS_SCRIPT], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const path = out.stdout?.trim() ?? '';
+  if (out.status !== 0 || !existsSync(path)) throw new Error(`${NATS_SCRIPT} did not provide nats-server`);
+  natsBinary = path;
+  return path;
+}
+
+/**
+ * A fresh nats-server with JetStream in a new store directory (only one stream may hold
+ * `herald.t.>` per server, so every session gets its own), on a port it picks itself (`-p -1`)
+ * and reports in its log: no race for the port.
+ */
+async function startNats(logFile: string): Promise<Nats> {
+  const storeDir = mkdtempSync(join(tmpdir(), 'herald-bench-nats-'));
+  const forget = onExit(() => rmSync(storeDir, { recursive: true, force: true }));
+  const log = openSync(logFile, 'w');
+  let child: ChildProcess;
+  try {
+    const args = ['-a', HOST, '-p', '-1', '-js', '-sd', storeDir, '-n', 'herald-bench'];
+    child = launch([natsServerPath(), ...args], NATS_CPU, { stdio: ['ignore', log, log] });
+  } finally {
+    closeSync(log);
+  }
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const text = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
+    const port = /Listening for client connections on [^\s]*:(\d+)/.exec(text)?.[1];
+    if (port !== undefined && text.includes('Server is ready'))
+      return { child, pid: child.pid!, port: Number(port), storeDir, forget };
+    if (child.exitCode !== null || Date.now() > deadline) {
+      await stop(child);
+      rmSync(storeDir, { recursive: true, force: true });
+      forget();
+      throw new Error(`nats-server did not become ready:\n${tail(logFile)}`);
+    }
+    await sleep(50);
+  }
+}
+
+async function stopNats(nats: Nats): Promise<void> {
+  await stop(nats.child, 5000);
+  rmSync(nats.storeDir, { recursive: true, force: true });
+  nats.forget();
+}
+
+/** Starts a server and waits until `GET /readyz` answers 200. `env`: extra gateway settings. */
+export async function startServer(
+  kind: Kind,
+  logFile: string,
+  env: Record<string, string> = {},
+): Promise<Server> {
+  let nats: Nats | undefined;
+  let child: ChildProcess;
+  let port: number;
+  if (kind === 'herald-jetstream') nats = await startNats(logFile.replace(/\.log$/, '-nats.log'));
+  const log = openSync(logFile, 'w');
+  try {
+    if (kind === 'reference') {
+      // Port 0 and read back: no race for the port.
+      child = launchNode([REFERENCE, '0'], PIN?.[0], { stdio: ['ignore', 'pipe', log] });
+      port = await new Promise<number>((done, fail) => {
+        let out = '';
+        child.stdout?.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+          const line = /^\{"listening":(\d+)\}$/m.exec(out);
+          if (line !== null) done(Number(line[1]));
+        });
+        child.once('exit', () => fail(new Error(`reference server exited: ${tail(logFile)}`)));
+        setTimeout(() => fail(new Error('reference server did not listen within 15 s')), 15_000).unref();
+      });
+    } else {
+      port = await freePort();
+      // The benchmark sets the whole configuration: inherited HERALD_* variables (HERALD_CACHE is
+      // tools/node.sh's) would change it, or stop the gateway, which refuses unknown ones.
+      const inherited = Object.entries(process.env).filter(([name]) => !name.startsWith('HERALD_'));
+      const broker =
+        nats === undefined
+          ? { HERALD_BROKER: 'memory' }
+          : { HERALD_BROKER: 'jetstream', HERALD_NATS_URL: `nats://${HOST}:${nats.port}` };
+      const settings = {
+        ...Object.fromEntries(inherited),
+        HERALD_PORT: String(port),
+        HERALD_HOST: HOST,
+        ...broker,
+        HERALD_HEARTBEAT_MS: '15000',
+        // Stop at once when the session ends: draining is not what is measured.
+        HERALD_DRAIN_MS: '0',
+        ...env,
+      };
+      child = launchNode([GATEWAY], PIN?.[0], { env: settings, stdio: ['ignore', log, log] });
+    }
+  } catch (error) {
+    if (nats !== undefined) await stopNats(nats);
+    throw error;
+  } finally {
+    closeSync(log);
+  }
+  const server: Server = { kind, child, pid: child.pid!, port, nats };
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if ((await get(server.port, '/readyz')) === 200) return server;
+    const failure =
+      child.exitCode !== null
+        ? `${kind} exited (${child.exitCode})`
+        : Date.now() > deadline
+          ? `${kind} /readyz not 200 within 30 s`
+          : undefined;
+    if (failure !== undefined) {
+      await stopServer(server);
+      throw new Error(`${failure}:\n${tail(logFile)}`);
+    }
+    await sleep(100);
+  }
+}
+
+export async function stopServer(server: Server): Promise<void> {
+  await stop(server.child);
+  if (server.nats !== undefined) await stopNats(server.nats);
+}
