@@ -420,7 +420,7 @@ async function createNode(spec: NodeSpec): Promise<Node> {
     if (spec.jetstream) {
       const url = `nats://${HOST}:${port}`;
       const answered = await pollUntil(current, deadline, async () => {
-        const problem = await jetstreamAnswers([url]);
+        const problem = await jetstreamAnswers([url], tokenOf(spec.config));
         if (problem !== undefined) last = problem;
         return problem === undefined;
       });
@@ -503,10 +503,22 @@ async function createNode(spec: NodeSpec): Promise<Node> {
 }
 
 /** Undefined when a client can connect to `servers` and JetStream answers an account-info request; else the problem. */
-async function jetstreamAnswers(servers: string[]): Promise<string | undefined> {
+/** The token of an `authorization { token }` config, so readiness checks can log in. */
+function tokenOf(config: Record<string, unknown>): string | undefined {
+  const auth = config['authorization'];
+  return isPlainObject(auth) && typeof auth['token'] === 'string' ? auth['token'] : undefined;
+}
+
+async function jetstreamAnswers(servers: string[], token?: string): Promise<string | undefined> {
   let nc: Awaited<ReturnType<typeof connect>> | undefined;
   try {
-    nc = await connect({ servers, reconnect: false, timeout: 2_000, ignoreClusterUpdates: true });
+    nc = await connect({
+      servers,
+      reconnect: false,
+      timeout: 2_000,
+      ignoreClusterUpdates: true,
+      ...(token ? { token } : {}),
+    });
     const jsm = await jetstreamManager(nc, { checkAPI: false, timeout: 2_000 });
     await jsm.getAccountInfo();
     return undefined;

@@ -130,6 +130,7 @@ export class JetStreamBroker implements Broker {
   #refresh: unknown;
   #ensuring = false;
   readonly #listeners = new Set<BrokerListener>();
+  readonly #sleepers = new Set<() => void>();
 
   constructor(opts: JetStreamBrokerOptions) {
     this.#opts = opts;
@@ -196,10 +197,24 @@ export class JetStreamBroker implements Broker {
 
   async close(): Promise<void> {
     this.#closed = true;
+    for (const wake of this.#sleepers) wake();
     this.#opts.clock.clearInterval(this.#refresh);
     this.#listeners.clear();
     await this.#live?.close();
     await this.#nc?.close().catch(() => {});
+  }
+
+  /** Waits `ms`, or less when the broker closes, so no retry timer outlives it. */
+  #sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const handle = this.#opts.clock.setTimeout(() => wake(), ms);
+      const wake = () => {
+        this.#opts.clock.clearTimeout(handle);
+        this.#sleepers.delete(wake);
+        resolve();
+      };
+      this.#sleepers.add(wake);
+    });
   }
 
   async #fetchThrough(consumer: Consumer, req: ReplayRequest, through: number): Promise<ReplayResult> {
@@ -230,7 +245,6 @@ export class JetStreamBroker implements Broker {
     const opts: NodeConnectionOptions = {
       servers: [...o.servers],
       name: 'herald-gateway',
-      waitOnFirstConnect: true,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 1000,
     };
@@ -246,9 +260,23 @@ export class JetStreamBroker implements Broker {
     return opts;
   }
 
+  /** Connects, retrying with backoff until NATS answers (it may start after the gateway) or `close()`. */
   async #connect(): Promise<void> {
     this.#opts.log('info', 'connecting to nats', { servers: this.#opts.servers });
-    const nc = await connect(this.#connectOptions());
+    let nc: NatsConnection | undefined;
+    for (let attempt = 0; nc === undefined; attempt++) {
+      if (this.#closed) return;
+      try {
+        nc = await connect(this.#connectOptions());
+      } catch (err) {
+        const retryMs = Math.min(5_000, 250 * 2 ** Math.min(attempt, 5));
+        this.#opts.log(attempt === 0 ? 'error' : 'warn', 'nats not reachable; retrying', {
+          error: String(err),
+          retryMs,
+        });
+        await this.#sleep(retryMs);
+      }
+    }
     if (this.#closed) return void (await nc.close());
     this.#nc = nc;
     this.#connected = true;
@@ -330,7 +358,7 @@ export class JetStreamBroker implements Broker {
           error: String(err),
           retryMs: delay,
         });
-        await new Promise<void>((r) => this.#opts.clock.setTimeout(r, delay));
+        await this.#sleep(delay);
       }
     }
   }
@@ -381,7 +409,7 @@ export class JetStreamBroker implements Broker {
       if (gen !== this.#liveGen || this.#closed) return;
       failures = this.#seen > before ? 0 : failures + 1;
       const delay = failures === 0 ? 0 : Math.min(2_000, 50 * 2 ** failures);
-      await new Promise<void>((r) => this.#opts.clock.setTimeout(r, delay));
+      await this.#sleep(delay);
     }
   }
 
