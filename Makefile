@@ -68,7 +68,7 @@ docs: deps ## Regenerate the settings table in README.md
 docs-check: deps
 	$(NODE) tools/settings-doc.ts --check
 
-bench: deps ## Benchmarks against a raw node:http reference (results in .bench/results.json)
+bench: deps ## Herald (embedded and JetStream) against a raw node:http reference, and resume storms (.bench/results.json)
 	$(NODE) load-tests/bench/run.ts
 
 clean: ## Remove installed dependencies and benchmark output

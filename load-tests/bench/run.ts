@@ -6,11 +6,12 @@
  * reported, with JetStream/embedded and Herald/reference ratios. Then resume storms (storm.ts):
  * thousands of clients reconnecting at once with cursors spread over the recent history.
  *
- * Environment: BENCH_QUICK=1 (smoke run), BENCH_CONNECTIONS=1000,10000,
- * BENCH_SERVERS=herald,herald-jetstream,reference, BENCH_REPEATS=3, BENCH_PHASE_MS, BENCH_RATES=1,5,10
- * (events/s, overrides the per-N default), BENCH_BURST_BATCH=5, BENCH_NATS_CPU=client|server,
- * BENCH_STEADY=0 (storms only), BENCH_STORM_CLIENTS=5000, BENCH_STORM_SPAN=10000, BENCH_STORM_RINGS=4096,16, BENCH_STORM_REPEATS=3
- * (0 skips the storms). Results: .bench/results.json; server logs: .bench/logs/.
+ * Environment (docs/benchmarks.md has the table): BENCH_QUICK=1 (smoke run),
+ * BENCH_CONNECTIONS=1000,10000, BENCH_SERVERS=herald,herald-jetstream,reference, BENCH_REPEATS=3,
+ * BENCH_PHASE_MS, BENCH_RATES=1,5,10 (events/s, overrides the per-N default), BENCH_BURST_BATCH=5,
+ * BENCH_NATS_CPU=client|server, BENCH_STEADY=0 (storms only), BENCH_STORM_CLIENTS=5000,
+ * BENCH_STORM_SPAN=10000, BENCH_STORM_RINGS=4096,16, BENCH_STORM_REPEATS=1 (0: no storms),
+ * BENCH_STORM_CAP_MS=60000. Results: .bench/results.json; server logs: .bench/logs/.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';

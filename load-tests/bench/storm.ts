@@ -322,7 +322,7 @@ export async function storm(kind: StormKind, ringSize: number, repeat: number): 
       .ask(
         {
           cmd: 'storm',
-          host: '127.0.0.1',
+          host: HOST,
           port: server.port,
           topic: STORM_PATTERN,
           epoch,
