@@ -484,6 +484,7 @@ export class JetStreamBroker implements Broker {
         this.#state = { ...this.#state, first: seen.first, last: Math.max(this.#state.last, seen.last) };
       }
     } catch (err) {
+      if (this.#closed) return;
       if (this.#streamOk) this.#opts.log('error', 'stream unavailable', { error: String(err) });
       this.#streamOk = false;
       if (this.#opts.stream.manage && String(err).includes('not found')) await this.#ensureStream();
