@@ -19,10 +19,7 @@ import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  busyPercent,
   type Client,
-  cpuMs,
-  cpuTicks,
   elapsedS,
   finish,
   fmt,
@@ -36,7 +33,6 @@ import {
   OTHER_CPU_LIMIT,
   OUT,
   one,
-  othersCpuMs,
   PIN,
   patient,
   progress,
@@ -51,13 +47,13 @@ import {
   waitForIdleMachine,
 } from './lib.ts';
 import {
+  cpuMeter,
   GATEWAY,
   KINDS,
   type Kind,
   NATS_PLACEMENT,
   natsServerPath,
   type Server,
-  serverPids,
   startServer,
   stopServer,
 } from './servers.ts';
@@ -256,29 +252,13 @@ async function phase(
   await client.ask({ cmd: 'phase', phase: id });
   const everyMs = (1000 * batch) / eventsPerSec;
   const ticks = Math.max(1, Math.round(durationMs / everyMs));
-  const serverCore = PIN === undefined ? undefined : String(PIN[0]);
-  const clientCore = PIN === undefined ? undefined : String(PIN[1]);
-  const ours = [...serverPids(server), client.child.pid!, process.pid];
-  const cpuBefore = {
-    server: cpuMs(server.pid),
-    nats: cpuMs(server.nats?.pid),
-    client: cpuMs(client.child.pid!),
-    others: othersCpuMs(ours),
-    core: cpuTicks(serverCore),
-    clientCore: cpuTicks(clientCore),
-    at: now(),
-  };
+  const cpu = cpuMeter(server, client.child.pid!);
   const sent = await publish(server.port, id, ticks, everyMs, batch);
   const expected = sent.published * before.open;
   await drain(client, expected);
   const report = await client.ask({ cmd: 'report' });
   if (report.type !== 'report') throw new Error('unexpected client reply');
-  const cpuWallMs = now() - cpuBefore.at;
-  const serverCpu = cpuMs(server.pid) - cpuBefore.server;
-  const clientCpu = cpuMs(client.child.pid!) - cpuBefore.client;
-  const natsCpu = server.nats === undefined ? null : cpuMs(server.nats.pid) - cpuBefore.nats;
-  const coreAfter = cpuTicks(serverCore);
-  const clientCoreAfter = cpuTicks(clientCore);
+  const used = cpu();
   const windowMs = Math.max(sent.durationMs, report.lastAt - sent.start);
   const result: PhaseResult = {
     kind,
@@ -296,14 +276,13 @@ async function phase(
     p99Ms: percentile(report, expected, 0.99),
     maxMs: report.received < expected ? Number.POSITIVE_INFINITY : percentile(report, expected, 1),
     closedDuring: report.closed - before.closed,
-    serverCpuPercent: (100 * serverCpu) / cpuWallMs,
-    serverCoreBusyPercent: serverCore === undefined ? null : busyPercent(cpuBefore.core, coreAfter),
-    clientCoreBusyPercent:
-      clientCore === undefined ? null : busyPercent(cpuBefore.clientCore, clientCoreAfter),
-    natsCpuPercent: natsCpu === null ? null : (100 * natsCpu) / cpuWallMs,
-    clientCpuPercent: (100 * clientCpu) / cpuWallMs,
-    otherCpuPercent: (100 * (othersCpuMs(ours) - cpuBefore.others)) / cpuWallMs,
-    serverCpuUsPerDelivery: report.received > 0 ? (1000 * serverCpu) / report.received : Number.NaN,
+    serverCpuPercent: (100 * used.serverMs) / used.wallMs,
+    serverCoreBusyPercent: used.serverCoreBusyPercent,
+    clientCoreBusyPercent: used.clientCoreBusyPercent,
+    natsCpuPercent: used.natsMs === null ? null : (100 * used.natsMs) / used.wallMs,
+    clientCpuPercent: (100 * used.clientMs) / used.wallMs,
+    otherCpuPercent: (100 * used.othersMs) / used.wallMs,
+    serverCpuUsPerDelivery: report.received > 0 ? (1000 * used.serverMs) / report.received : Number.NaN,
   };
   const lost = expected - report.received;
   const pct = (n: number) => `${n.toFixed(0)}%`;

@@ -7,7 +7,23 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, get, HOST, launch, launchNode, onExit, PIN, ROOT, stop, tail } from './lib.ts';
+import {
+  busyPercent,
+  cpuMs,
+  cpuTicks,
+  freePort,
+  get,
+  HOST,
+  launch,
+  launchNode,
+  now,
+  onExit,
+  othersCpuMs,
+  PIN,
+  ROOT,
+  stop,
+  tail,
+} from './lib.ts';
 
 export const KINDS = ['herald', 'herald-jetstream', 'reference'] as const;
 export type Kind = (typeof KINDS)[number];
@@ -44,6 +60,45 @@ export interface Server {
 
 /** Every process a server consists of. */
 export const serverPids = (s: Server): number[] => (s.nats === undefined ? [s.pid] : [s.pid, s.nats.pid]);
+
+/** CPU used during one measurement by the server, its nats-server, the client and everything else. */
+export interface CpuUse {
+  readonly wallMs: number;
+  readonly serverMs: number;
+  readonly natsMs: number | null;
+  readonly clientMs: number;
+  readonly othersMs: number;
+  /** Busy share of the pinned cores; null when unpinned. */
+  readonly serverCoreBusyPercent: number | null;
+  readonly clientCoreBusyPercent: number | null;
+}
+
+/** Starts measuring; the returned function reads what was used since. */
+export function cpuMeter(server: Server, clientPid: number): () => CpuUse {
+  const serverCore = PIN === undefined ? undefined : String(PIN[0]);
+  const clientCore = PIN === undefined ? undefined : String(PIN[1]);
+  const ours = [...serverPids(server), clientPid, process.pid];
+  const before = {
+    server: cpuMs(server.pid),
+    nats: cpuMs(server.nats?.pid),
+    client: cpuMs(clientPid),
+    others: othersCpuMs(ours),
+    serverCore: cpuTicks(serverCore),
+    clientCore: cpuTicks(clientCore),
+    at: now(),
+  };
+  return () => ({
+    wallMs: now() - before.at,
+    serverMs: cpuMs(server.pid) - before.server,
+    natsMs: server.nats === undefined ? null : cpuMs(server.nats.pid) - before.nats,
+    clientMs: cpuMs(clientPid) - before.client,
+    othersMs: othersCpuMs(ours) - before.others,
+    serverCoreBusyPercent:
+      serverCore === undefined ? null : busyPercent(before.serverCore, cpuTicks(serverCore)),
+    clientCoreBusyPercent:
+      clientCore === undefined ? null : busyPercent(before.clientCore, cpuTicks(clientCore)),
+  });
+}
 
 let natsBinary: string | undefined;
 /** The pinned nats-server (tools/nats-server.sh builds it with `go install` the first time). */

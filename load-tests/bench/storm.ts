@@ -14,10 +14,7 @@ import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  busyPercent,
   type Client,
-  cpuMs,
-  cpuTicks,
   fmt,
   HOST,
   int,
@@ -28,8 +25,6 @@ import {
   now,
   OTHER_CPU_LIMIT,
   OUT,
-  othersCpuMs,
-  PIN,
   progress,
   QUICK,
   row,
@@ -38,7 +33,7 @@ import {
   stopClient,
   waitForIdleMachine,
 } from './lib.ts';
-import { type Server, serverPids, startServer, stopServer } from './servers.ts';
+import { cpuMeter, type Server, startServer, stopServer } from './servers.ts';
 import type { StormReport, StormStats } from './shared.ts';
 
 export type StormKind = 'herald' | 'herald-jetstream';
@@ -306,18 +301,7 @@ export async function storm(kind: StormKind, ringSize: number, repeat: number): 
     const cursors = order.map((i) => last - span + Math.floor((i * span) / STORM_CLIENTS));
     result.expectedEvents = cursors.reduce((sum, c) => sum + (last - c), 0);
     client = startClient(label);
-    const serverCore = PIN === undefined ? undefined : String(PIN[0]);
-    const clientCore = PIN === undefined ? undefined : String(PIN[1]);
-    const ours = [...serverPids(server), client.child.pid!, process.pid];
-    const before = {
-      gateway: cpuMs(server.pid),
-      nats: cpuMs(server.nats?.pid),
-      client: cpuMs(client.child.pid!),
-      others: othersCpuMs(ours),
-      serverCore: cpuTicks(serverCore),
-      clientCore: cpuTicks(clientCore),
-      at: now(),
-    };
+    const meter = cpuMeter(server, client.child.pid!);
     const opening = client
       .ask(
         {
@@ -373,15 +357,8 @@ export async function storm(kind: StormKind, ringSize: number, repeat: number): 
         );
       }
     }
-    const wallMs = now() - before.at;
-    const cpu = {
-      gateway: cpuMs(server.pid) - before.gateway,
-      nats: server.nats === undefined ? null : cpuMs(server.nats.pid) - before.nats,
-      client: cpuMs(client.child.pid!) - before.client,
-      others: othersCpuMs(ours) - before.others,
-    };
-    const serverCoreAfter = cpuTicks(serverCore);
-    const clientCoreAfter = cpuTicks(clientCore);
+    const used = meter();
+    const wallMs = used.wallMs;
     const openError = opened ? await opening : undefined;
     if (openError !== undefined) throw openError;
     const reply = await client.ask({ cmd: 'stormReport' }, 30_000);
@@ -420,15 +397,13 @@ export async function storm(kind: StormKind, ringSize: number, repeat: number): 
       disorder: report.disorder,
       extra: report.extra,
       wallMs,
-      gatewayCpuMs: cpu.gateway,
+      gatewayCpuMs: used.serverMs,
       gatewayPeakRssMb: peakRssKb / 1024,
-      natsCpuMs: cpu.nats,
-      clientCpuPercent: (100 * cpu.client) / wallMs,
-      serverCoreBusyPercent:
-        serverCore === undefined ? null : busyPercent(before.serverCore, serverCoreAfter),
-      clientCoreBusyPercent:
-        clientCore === undefined ? null : busyPercent(before.clientCore, clientCoreAfter),
-      otherCpuPercent: (100 * cpu.others) / wallMs,
+      natsCpuMs: used.natsMs,
+      clientCpuPercent: (100 * used.clientMs) / wallMs,
+      serverCoreBusyPercent: used.serverCoreBusyPercent,
+      clientCoreBusyPercent: used.clientCoreBusyPercent,
+      otherCpuPercent: (100 * used.othersMs) / wallMs,
     } satisfies Partial<StormResult>);
     const r = result;
     progress(
