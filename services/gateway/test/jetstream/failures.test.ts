@@ -118,6 +118,33 @@ function publisher(url: () => string, total: number, topicOf: (i: number) => str
 }
 
 /** Events a client on `matchesTopic` must get: the acknowledged ones it subscribes to, in stream order. */
+/**
+ * Every client received every acknowledged event of its topics once, in order, with no reset, on
+ * a stream that stayed open throughout.
+ */
+async function assertEveryAckedOnce(
+  clients: readonly SseClient[],
+  ended: readonly (() => boolean)[],
+  expectedOf: (i: number) => string[],
+): Promise<void> {
+  for (const [i, c] of clients.entries()) {
+    const expected = expectedOf(i);
+    await c.waitFor(
+      (s) => s.events.length >= expected.length || s.events.some((e) => e.event === RESET),
+      `client ${i} to catch up`,
+      15_000,
+    );
+    assert.ok(!c.events.some((e) => e.event === RESET), `client ${i} was not reset`);
+    assert.deepEqual(
+      c.events.map((e) => e.data),
+      expected,
+      `client ${i}: every acknowledged event once, in order`,
+    );
+    assertIncreasing(c.events, `client ${i}`);
+    assert.equal(ended[i]!(), false, `client ${i}: the stream stayed open throughout`);
+  }
+}
+
 function expectedFor(acked: readonly Acked[], matchesTopic: (topic: string) => boolean): string[] {
   return [...acked]
     .sort((a, b) => a.seq - b.seq)
@@ -234,18 +261,7 @@ describe('jetstream failures', () => {
     assert.ok(downAt < total, 'the outage happened mid-traffic');
     t.diagnostic(`acked before the kill: ${downAt}; publishes refused meanwhile: ${pub.refused()}`);
 
-    for (const [i, c] of clients.entries()) {
-      const expected = expectedFor(pub.acked, wants(topicSets[i]!));
-      await c.waitFor((s) => s.events.length >= expected.length, `client ${i} to catch up`, 15_000);
-      assert.ok(!c.events.some((e) => e.event === RESET), `client ${i} was not reset`);
-      assert.deepEqual(
-        c.events.map((e) => e.data),
-        expected,
-        `client ${i}: every acknowledged event once, in order`,
-      );
-      assertIncreasing(c.events, `client ${i}`);
-      assert.equal(ended[i]!(), false, `client ${i}: the stream stayed open throughout`);
-    }
+    await assertEveryAckedOnce(clients, ended, (i) => expectedFor(pub.acked, wants(topicSets[i]!)));
   });
 
   it('jetstream - one node of a 3-node cluster stops (R3 stream): clients keep receiving', async (t) => {
@@ -338,23 +354,8 @@ describe('jetstream failures', () => {
         `(leader + connection) after ${secondAt}; ${pub.acked.length} acked, ${pub.refused()} refused on the way`,
     );
 
-    for (const [i, c] of clients.entries()) {
-      const expected = expectedFor(pub.acked, wants(topicSets[i]!));
-      await c.waitFor(
-        (s) => s.events.length >= expected.length || s.events.some((e) => e.event === RESET),
-        `client ${i} to catch up`,
-        15_000,
-      );
-      // Stored on a quorum before it was acknowledged: nothing may be missing, so no reset either.
-      assert.ok(!c.events.some((e) => e.event === RESET), `client ${i} was not reset`);
-      assert.deepEqual(
-        c.events.map((e) => e.data),
-        expected,
-        `client ${i}: every acknowledged event once, in order`,
-      );
-      assertIncreasing(c.events, `client ${i}`);
-      assert.equal(ended[i]!(), false, `client ${i}: the stream stayed open throughout`);
-    }
+    // Stored on a quorum before it was acknowledged: nothing may be missing, so no reset either.
+    await assertEveryAckedOnce(clients, ended, (i) => expectedFor(pub.acked, wants(topicSets[i]!)));
   });
 
   it('jetstream - retention removes events a pod has not delivered yet: its clients get herald.reset (expired), never a silent gap', async (t) => {
