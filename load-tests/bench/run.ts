@@ -10,7 +10,7 @@
  * BENCH_CONNECTIONS=1000,10000, BENCH_SERVERS=herald,herald-jetstream,reference, BENCH_REPEATS=3,
  * BENCH_PHASE_MS, BENCH_RATES=1,5,10 (events/s, overrides the per-N default), BENCH_BURST_BATCH=5,
  * BENCH_NATS_CPU=client|server, BENCH_STEADY=0 (storms only), BENCH_STORM_CLIENTS=5000,
- * BENCH_STORM_SPAN=10000, BENCH_STORM_RINGS=4096,16, BENCH_STORM_REPEATS=1 (0: no storms),
+ * BENCH_STORM_SPAN=10000, BENCH_STORM_RINGS=16384,16, BENCH_STORM_REPEATS=1 (0: no storms),
  * BENCH_STORM_CAP_MS=60000. Results: .bench/results.json; server logs: .bench/logs/.
  */
 import { spawnSync } from 'node:child_process';
@@ -590,7 +590,9 @@ const servers = KINDS.filter((kind) => {
 });
 // Built (once, about a minute) before anything is timed.
 if (servers.includes('herald-jetstream')) progress(`nats-server: ${natsServerPath()}`);
-const stormKinds = servers.filter((k): k is StormKind => k !== 'reference');
+const stormKinds = servers.flatMap((k): StormKind[] =>
+  k === 'reference' ? [] : k === 'herald-jetstream' ? [k, 'herald-jetstream-new-pod'] : [k],
+);
 progress(
   `servers ${servers.join(', ')}; connections ${CONNECTIONS.join(', ')}; ${REPEATS} repeats; ` +
     (PIN === undefined

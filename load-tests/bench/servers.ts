@@ -56,6 +56,8 @@ export interface Server {
   port: number;
   /** The gateway's own nats-server, in `herald-jetstream` mode. */
   nats: Nats | undefined;
+  /** The gateway settings given to `startServer`. */
+  env: Record<string, string>;
 }
 
 /** Every process a server consists of. */
@@ -176,24 +178,7 @@ export async function startServer(
       });
     } else {
       port = await freePort();
-      // The benchmark sets the whole configuration: inherited HERALD_* variables (HERALD_CACHE is
-      // tools/node.sh's) would change it, or stop the gateway, which refuses unknown ones.
-      const inherited = Object.entries(process.env).filter(([name]) => !name.startsWith('HERALD_'));
-      const broker =
-        nats === undefined
-          ? { HERALD_BROKER: 'memory' }
-          : { HERALD_BROKER: 'jetstream', HERALD_NATS_URL: `nats://${HOST}:${nats.port}` };
-      const settings = {
-        ...Object.fromEntries(inherited),
-        HERALD_PORT: String(port),
-        HERALD_HOST: HOST,
-        ...broker,
-        HERALD_HEARTBEAT_MS: '15000',
-        // Stop at once when the session ends: draining is not what is measured.
-        HERALD_DRAIN_MS: '0',
-        ...env,
-      };
-      child = launchNode([GATEWAY], PIN?.[0], { env: settings, stdio: ['ignore', log, log] });
+      child = launchGateway(port, nats, env, log);
     }
   } catch (error) {
     if (nats !== undefined) await stopNats(nats);
@@ -201,10 +186,58 @@ export async function startServer(
   } finally {
     closeSync(log);
   }
-  const server: Server = { kind, child, pid: child.pid!, port, nats };
+  const server: Server = { kind, child, pid: child.pid!, port, nats, env };
+  await untilReady(server, logFile);
+  return server;
+}
+
+function launchGateway(
+  port: number,
+  nats: Nats | undefined,
+  env: Record<string, string>,
+  log: number,
+): ChildProcess {
+  // The benchmark sets the whole configuration: inherited HERALD_* variables (HERALD_CACHE is
+  // tools/node.sh's) would change it, or stop the gateway, which refuses unknown ones.
+  const inherited = Object.entries(process.env).filter(([name]) => !name.startsWith('HERALD_'));
+  const broker =
+    nats === undefined
+      ? { HERALD_BROKER: 'memory' }
+      : { HERALD_BROKER: 'jetstream', HERALD_NATS_URL: `nats://${HOST}:${nats.port}` };
+  const settings = {
+    ...Object.fromEntries(inherited),
+    HERALD_PORT: String(port),
+    HERALD_HOST: HOST,
+    ...broker,
+    HERALD_HEARTBEAT_MS: '15000',
+    // Stop at once when the session ends: draining is not what is measured.
+    HERALD_DRAIN_MS: '0',
+    ...env,
+  };
+  return launchNode([GATEWAY], PIN?.[0], { env: settings, stdio: ['ignore', log, log] });
+}
+
+/**
+ * Replaces a Herald gateway with a new process on the same port and nats-server, as when a pod is
+ * replaced: the new one knows the stream only from JetStream. Resolves once it is ready.
+ */
+export async function replaceGateway(server: Server, logFile: string): Promise<void> {
+  await stop(server.child);
+  const log = openSync(logFile, 'w');
+  try {
+    server.child = launchGateway(server.port, server.nats, server.env, log);
+  } finally {
+    closeSync(log);
+  }
+  server.pid = server.child.pid!;
+  await untilReady(server, logFile);
+}
+
+async function untilReady(server: Server, logFile: string): Promise<void> {
+  const { kind, child } = server;
   const deadline = Date.now() + 30_000;
   for (;;) {
-    if ((await get(server.port, '/readyz')) === 200) return server;
+    if ((await get(server.port, '/readyz')) === 200) return;
     const failure =
       child.exitCode !== null
         ? `${kind} exited (${child.exitCode})`

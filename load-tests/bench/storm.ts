@@ -33,17 +33,22 @@ import {
   stopClient,
   waitForIdleMachine,
 } from './lib.ts';
-import { cpuMeter, type Server, startServer, stopServer } from './servers.ts';
+import { cpuMeter, replaceGateway, type Server, startServer, stopServer } from './servers.ts';
 import type { StormReport, StormStats } from './shared.ts';
 
-export type StormKind = 'herald' | 'herald-jetstream';
+/**
+ * `herald-jetstream-new-pod`: the gateway that takes the storm was started after the events were
+ * stored, as when clients move over from a pod that went away; its ring holds what it loaded from
+ * JetStream at start.
+ */
+export type StormKind = 'herald' | 'herald-jetstream' | 'herald-jetstream-new-pod';
 
 export const STORM_CLIENTS = int('BENCH_STORM_CLIENTS', QUICK ? 150 : 5000);
 export const STORM_SPAN = int('BENCH_STORM_SPAN', QUICK ? 5000 : 10_000);
 /** Events published before the storm: the span plus some older history. */
 export const STORM_EVENTS = STORM_SPAN + Math.max(1000, Math.round(STORM_SPAN / 5));
 /** Ring sizes (HERALD_RING_SIZE) to storm with: the default, and 16 to send every resume to the log. */
-export const STORM_RINGS = intList('BENCH_STORM_RINGS', [4096, 16]);
+export const STORM_RINGS = intList('BENCH_STORM_RINGS', [16_384, 16]);
 /** 0 skips the storms. */
 export const STORM_REPEATS = process.env['BENCH_STORM_REPEATS'] === '0' ? 0 : int('BENCH_STORM_REPEATS', 1);
 const STORM_TOPICS = ['bench.a', 'bench.b', 'bench.c', 'bench.d'];
@@ -285,14 +290,18 @@ export async function storm(kind: StormKind, ringSize: number, repeat: number): 
   let server: Server | undefined;
   let client: Client | undefined;
   try {
-    server = await startServer(kind, join(OUT, 'logs', `storm-${kind}-ring${ringSize}-${repeat}.log`), {
-      HERALD_RING_SIZE: String(ringSize),
-    });
+    const logFile = join(OUT, 'logs', `storm-${kind}-ring${ringSize}-${repeat}.log`);
+    const serverKind = kind === 'herald-jetstream-new-pod' ? 'herald-jetstream' : kind;
+    server = await startServer(serverKind, logFile, { HERALD_RING_SIZE: String(ringSize) });
     const { epoch, last } = await fill(server.port, STORM_EVENTS);
     result.published = STORM_EVENTS;
     result.last = last;
     await reachHead(server.port, last);
     progress(`${label}: ${STORM_EVENTS} events published (newest ${epoch}-${last})`);
+    if (kind === 'herald-jetstream-new-pod') {
+      await replaceGateway(server, logFile.replace(/\.log$/, '-new.log'));
+      progress(`${label}: replaced the gateway with a new one (ready: its ring is loaded)`);
+    }
     const span = Math.min(STORM_SPAN, last);
     const order = shuffle(
       Array.from({ length: STORM_CLIENTS }, (_, i) => i),
@@ -506,7 +515,8 @@ export function summariseStorms(results: StormResult[]): StormSummary[] {
 }
 
 const seconds = (n: number | null): string => (known(n) ? `${(n / 1000).toFixed(1)}s` : '–');
-const broker = (kind: StormKind) => (kind === 'herald' ? 'memory' : 'jetstream');
+const broker = (kind: StormKind) =>
+  kind === 'herald' ? 'memory' : kind === 'herald-jetstream' ? 'jetstream' : 'js new pod';
 
 export function stormTable(summaries: StormSummary[]): string {
   if (summaries.length === 0) return '';

@@ -23,7 +23,10 @@ export const ErrorCodes = {
   HERALD_EVENT_INVALID: { status: 400, title: 'Event type does not match the event grammar' },
   HERALD_IDEMPOTENCY_KEY_INVALID: { status: 400, title: 'Idempotency key does not match its grammar' },
   HERALD_UNAUTHENTICATED: { status: 401, title: 'Credentials are required' },
-  HERALD_TOKEN_INVALID: { status: 401, title: 'The token is malformed, unsigned or not signed by a trusted key' },
+  HERALD_TOKEN_INVALID: {
+    status: 401,
+    title: 'The token is malformed, unsigned or not signed by a trusted key',
+  },
   HERALD_TOKEN_EXPIRED: { status: 401, title: 'The token has expired' },
   HERALD_TOKEN_NOT_YET_VALID: { status: 401, title: 'The token is not valid yet' },
   HERALD_API_KEY_INVALID: { status: 401, title: 'The API key is not known' },

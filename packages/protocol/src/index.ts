@@ -22,8 +22,10 @@ export {
   MAX_TOPIC_LENGTH,
   matches,
   matchTokens,
+  patternCovers,
   SUBJECT_PREFIX,
   subjectToTopic,
   type TopicCheck,
+  topicMatcher,
   topicToSubject,
 } from './topic.ts';

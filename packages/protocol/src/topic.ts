@@ -77,3 +77,40 @@ export function matchTokens(pattern: readonly string[], topic: readonly string[]
 export function matches(pattern: CompiledPattern, topic: string): boolean {
   return pattern.kind === 'exact' ? pattern.pattern === topic : matchTokens(pattern.tokens, topic.split('.'));
 }
+
+/**
+ * Whether pattern `grant` matches every topic pattern `requested` matches, so a principal granted
+ * `grant` may use `requested` (NATS semantics; exact topics are patterns too). Both must pass
+ * `checkPattern`. Examples: `a.>` covers `a.b.*`; `a.*` does not cover `a.>` (which also matches
+ * `a.b.c`); `a.b` does not cover `a.*`; `>` covers everything.
+ */
+export function patternCovers(grant: string, requested: string): boolean {
+  const g = grant.split('.');
+  const r = requested.split('.');
+  for (let i = 0; i < g.length; i++) {
+    const gt = g[i];
+    if (gt === '>') return r.length > i;
+    if (i >= r.length) return false;
+    const rt = r[i];
+    // `>` in the request matches topics of several lengths; anything but `>` in the grant fixes one.
+    if (rt === '>') return false;
+    if (gt !== '*' && gt !== rt) return false;
+  }
+  return g.length === r.length;
+}
+
+/**
+ * A predicate for "matches any of `patterns`" that remembers its verdict per topic: a replay or
+ * resume walks thousands of events over a handful of topics. Meant for one request's lifetime.
+ */
+export function topicMatcher(patterns: readonly CompiledPattern[]): (topic: string) => boolean {
+  const verdicts = new Map<string, boolean>();
+  return (topic) => {
+    let ok = verdicts.get(topic);
+    if (ok === undefined) {
+      ok = patterns.some((p) => matches(p, topic));
+      verdicts.set(topic, ok);
+    }
+    return ok;
+  };
+}

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import {
   checkPattern,
   checkTopic,
   compilePattern,
   matches,
+  patternCovers,
   subjectToTopic,
   topicToSubject,
 } from '../src/index.ts';
@@ -61,5 +63,90 @@ describe('topic grammar', () => {
     assert.equal(topicToSubject('a.b'), 'herald.t.a.b');
     assert.equal(subjectToTopic('herald.t.a.b'), 'a.b');
     assert.equal(subjectToTopic('herald.ctl.shed'), undefined);
+  });
+});
+
+describe('patternCovers', () => {
+  it('a grant covers a request when it matches every topic the request matches', () => {
+    const cases: Array<[string, string, boolean]> = [
+      ['a.>', 'a.b.*', true],
+      ['a.>', 'a.>', true],
+      ['a.>', 'a.b', true],
+      ['a.>', 'a', false],
+      ['a.*', 'a.>', false],
+      ['a.*', 'a.b', true],
+      ['a.*', 'a.*', true],
+      ['a.*.c', 'a.b.c', true],
+      ['a.*.c', 'a.b.d', false],
+      ['a.b', 'a.*', false],
+      ['a.b', 'a.b', true],
+      ['a.b', 'a.b.c', false],
+      ['a.b.c', 'a.b', false],
+      ['>', 'x', true],
+      ['>', '*.>', true],
+      ['>', '>', true],
+      ['*', '>', false],
+      ['*.>', '>', false],
+      ['*.>', 'a.>', true],
+      ['*.*', 'a.>', false],
+    ];
+    for (const [grant, requested, expected] of cases)
+      assert.equal(patternCovers(grant, requested), expected, `${grant} covers ${requested}`);
+  });
+
+  // Small alphabets so that random grants and requests overlap often.
+  const patternOf = (literals: readonly string[]) =>
+    fc
+      .tuple(fc.array(fc.constantFrom(...literals, '*'), { minLength: 1, maxLength: 4 }), fc.boolean())
+      .map(([tokens, tail]) => (tail ? [...tokens.slice(1), '>'] : tokens).join('.'));
+  const pattern = patternOf(['a', 'b']);
+  const matchesTopic = (p: string, t: string) => matches(compilePattern(p), t);
+
+  it('every topic an instance of a covered request is matched by the grant', () => {
+    // Instantiates a pattern: `*` becomes one random token, `>` one to three; at most 7 fill tokens.
+    const instance = (p: string) =>
+      fc.array(fc.constantFrom('a', 'b', 'c'), { minLength: 7, maxLength: 7 }).chain((fill) =>
+        fc.integer({ min: 1, max: 3 }).map((tail) => {
+          const out: string[] = [];
+          let k = 0;
+          for (const token of p.split('.')) {
+            if (token === '*') out.push(fill[k++]!);
+            else if (token === '>') for (let n = 0; n < tail; n++) out.push(fill[k++]!);
+            else out.push(token);
+          }
+          return out.join('.');
+        }),
+      );
+    fc.assert(
+      fc.property(
+        pattern,
+        pattern.chain((r) => fc.tuple(fc.constant(r), fc.array(instance(r), { minLength: 1, maxLength: 8 }))),
+        (g, [r, topics]) => {
+          if (!patternCovers(g, r)) return;
+          for (const t of topics) assert.ok(matchesTopic(g, t), `${g} covers ${r} but not ${t}`);
+        },
+      ),
+    );
+  });
+
+  it('covers(p, p) for every pattern', () => {
+    fc.assert(fc.property(patternOf(['a', 'b', 'c-1', 'x_y']), (p) => patternCovers(p, p)));
+  });
+
+  it('is exactly set inclusion over a bounded universe of topics', () => {
+    // Patterns are at most 4 tokens over {a, b}; topics up to 5 tokens over {a, b, c} hold a
+    // witness for every non-inclusion (one token longer than any pattern, one letter no pattern uses).
+    const universe: string[] = [];
+    const grow = (prefix: string[]) => {
+      if (prefix.length > 0) universe.push(prefix.join('.'));
+      if (prefix.length < 5) for (const t of ['a', 'b', 'c']) grow([...prefix, t]);
+    };
+    grow([]);
+    fc.assert(
+      fc.property(pattern, pattern, (g, r) => {
+        const inclusion = universe.every((t) => !matchesTopic(r, t) || matchesTopic(g, t));
+        assert.equal(patternCovers(g, r), inclusion, `${g} covers ${r}`);
+      }),
+    );
   });
 });

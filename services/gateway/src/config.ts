@@ -142,10 +142,17 @@ export const settings = {
   ),
   HERALD_RING_SIZE: int(
     'ringSize',
-    4096,
+    16_384,
     16,
     1_000_000,
-    'Recent events kept in memory per gateway for instant resumes.',
+    'Recent events kept in memory per gateway for instant resumes; filled from the stream at start.',
+  ),
+  HERALD_RING_MAX_BYTES: int(
+    'ringMaxBytes',
+    64 * 1024 * 1024,
+    64 * 1024,
+    4 * 1024 * 1024 * 1024,
+    'Encoded bytes the ring holds at most; the oldest events leave first when over.',
   ),
   HERALD_HISTORY_MAX_EVENTS: int(
     'historyMaxEvents',

@@ -80,6 +80,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     heartbeatMs: config.heartbeatMs,
     retryMs: config.retryMs,
     ringSize: config.ringSize,
+    ringMaxBytes: config.ringMaxBytes,
     releaseVersion: config.releaseVersion,
     // Gateways sharing a stream see it a few milliseconds apart; one process sees it whole.
     aheadGraceMs: config.broker === 'jetstream' ? 2000 : 0,

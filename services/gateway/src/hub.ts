@@ -6,14 +6,15 @@ import {
   encodeIdOnly,
   encodeRetry,
   formatCursor,
-  matches,
   matchTokens,
   type ResetData,
   type ResetReason,
   SystemEvents,
+  topicMatcher,
 } from '@herald/protocol';
 import type { Broker, ReplayRequest, ReplayResult, StoredEvent, StreamState } from './broker/broker.ts';
 import type { Clock } from './clock.ts';
+import { FrameArena } from './frame-arena.ts';
 import { Limiter } from './limiter.ts';
 import { planResume } from './resume.ts';
 import { Ring } from './ring.ts';
@@ -30,6 +31,9 @@ export interface Sink {
   write(chunk: Buffer): void;
   /** Writes a last chunk, then closes. */
   end(chunk: Buffer): void;
+  /** Optional: hold writes until `uncork`, so several chunks leave in one system call. */
+  cork?(): void;
+  uncork?(): void;
 }
 
 export interface HubOptions {
@@ -38,9 +42,15 @@ export interface HubOptions {
   readonly random: () => number;
   readonly heartbeatMs: number;
   readonly retryMs: number;
+  /** Events the ring of recent events holds at most. */
   readonly ringSize: number;
+  /** Frame bytes the ring holds at most. Default 64 MiB. */
+  readonly ringMaxBytes?: number;
   readonly releaseVersion: string;
-  /** Broker replay fetches running at once; the rest queue. Default 4. */
+  /**
+   * Log replays running at once, each holding its slot until its client is caught up, so clients
+   * finish one after another rather than all at the end; the rest queue. Default 4.
+   */
   readonly replayConcurrency?: number;
   /** Events fetched per replay round trip. Default 1000. */
   readonly replayPage?: number;
@@ -54,6 +64,10 @@ export interface HubOptions {
 }
 
 const HEARTBEAT = Buffer.from(encodeComment());
+/** Every topic: what the ring is warmed with. */
+const ALL = [compilePattern('>')];
+/** A flush writes a connection's chunks separately (corked) rather than copying them together above this. */
+const COPY_LIMIT = 16 * 1024;
 
 export class Connection {
   static #ids = 0;
@@ -63,7 +77,7 @@ export class Connection {
   /** Highest sequence queued to this client: the cursor it will resume from. */
   lastSeq = 0;
   /** While a log replay runs, live events wait here instead of going out. */
-  pending: StoredEvent[] | undefined;
+  pending: { readonly e: StoredEvent; readonly frame: Buffer }[] | undefined;
   /** More live events arrived during the replay than `pending` holds; the replay fetches them. */
   overflowed = false;
   /** Bytes due in this turn, written together by the next flush. */
@@ -94,7 +108,11 @@ export class Hub {
   readonly #replays: Limiter;
   readonly #inflight = new Map<string, Promise<ReplayResult>>();
   readonly #frames = new WeakMap<StoredEvent, Buffer>();
+  readonly #arena = new FrameArena();
   #ring: Ring;
+  /** Bumped whenever the ring is cleared, so a warm-up begun before it is dropped. */
+  #generation = 0;
+  #warming: Promise<void> | undefined;
   #epoch: string;
   #head: number;
   #dirty: Connection[] = [];
@@ -106,13 +124,19 @@ export class Hub {
   readonly #opening: Buffer;
 
   constructor(broker: Broker, opts: HubOptions) {
-    this.#opts = { replayConcurrency: 4, replayPage: 1000, aheadGraceMs: 0, ...opts };
+    this.#opts = {
+      ringMaxBytes: 64 * 1024 * 1024,
+      replayConcurrency: 4,
+      replayPage: 1000,
+      aheadGraceMs: 0,
+      ...opts,
+    };
     this.#broker = broker;
     this.#replays = new Limiter(this.#opts.replayConcurrency);
     const state = broker.state();
     this.#epoch = state.epoch;
     this.#head = state.last;
-    this.#ring = new Ring(opts.ringSize, state.last);
+    this.#ring = new Ring(opts.ringSize, this.#opts.ringMaxBytes, state.last);
     this.#opening = Buffer.from(encodeRetry(opts.retryMs) + encodeComment(`herald ${opts.releaseVersion}`));
   }
 
@@ -123,6 +147,16 @@ export class Hub {
       reset: (s, reason) => this.#onReset(s, reason ?? 'epoch'),
     });
     this.#heartbeat = this.#opts.clock.setInterval(() => this.#tick(), this.#opts.heartbeatMs);
+    if (this.live) this.#warm();
+  }
+
+  /**
+   * True while the ring is being filled with the stream's newest events (at start, and after the
+   * stream was replaced), so that a pod taking over another's clients serves their resumes from
+   * memory. Readiness waits for it.
+   */
+  get warming(): boolean {
+    return this.#warming !== undefined;
   }
 
   /** The open connections. */
@@ -143,7 +177,7 @@ export class Hub {
     return this.#draining !== undefined;
   }
 
-  /** Broker replay fetches in progress (at most `replayConcurrency`). */
+  /** Log replays (and ring warm-ups) in progress, each with at most one broker fetch in flight. */
   get replaying(): number {
     return this.#replays.running;
   }
@@ -173,12 +207,14 @@ export class Hub {
         }
         this.#sendReset(c, plan.reason, plan.from === undefined ? null : formatCursor(plan.from));
         break;
-      case 'ring':
+      case 'ring': {
         c.lastSeq = plan.after;
-        for (const e of this.#ring.since(plan.after))
-          if (this.#wants(c, e.topic)) this.#deliver(c, e, this.#encode(e));
+        const { chunks, last } = this.#ring.collect(plan.after, topicMatcher(c.patterns));
+        for (const chunk of chunks) this.#enqueue(c, chunk);
+        if (last !== undefined) c.lastSeq = last;
         this.#moveTo(c, head);
         break;
+      }
       case 'log':
         c.lastSeq = plan.after;
         c.pending = [];
@@ -243,20 +279,22 @@ export class Hub {
     for (const c of this.#connections) this.close(c);
   }
 
-  #wants(c: Connection, topic: string): boolean {
-    return c.patterns.some((p) => matches(p, topic));
-  }
-
-  /** An event's frame, encoded once however many connections, replays and resumes send it. */
+  /** A replayed event's frame, encoded once however many replays send it. */
   #encode(e: StoredEvent): Buffer {
     let frame = this.#frames.get(e);
     if (frame === undefined) {
-      frame = Buffer.from(
-        encodeFrame({ id: formatCursor({ epoch: this.#epoch, seq: e.seq }), event: e.event, data: e.data }),
-      );
+      frame = Buffer.from(this.#encodeText(e));
       this.#frames.set(e, frame);
     }
     return frame;
+  }
+
+  #encodeText(e: StoredEvent): string {
+    return encodeFrame({
+      id: formatCursor({ epoch: this.#epoch, seq: e.seq }),
+      event: e.event,
+      data: e.data,
+    });
   }
 
   /** Moves a client's cursor to `seq` with an id-only frame when no event already took it there. */
@@ -300,15 +338,15 @@ export class Hub {
    */
   async #replayLog(c: Connection, through: number, from: string): Promise<void> {
     let lastSent = c.lastSeq;
+    let started = false;
     try {
       for (;;) {
         while (c.lastSeq < through && !c.closed) {
-          const r = await this.#fetch({
-            after: c.lastSeq,
-            through,
-            patterns: c.patterns,
-            limit: this.#opts.replayPage,
-          });
+          const r = await this.#fetch(
+            { after: c.lastSeq, through, patterns: c.patterns, limit: this.#opts.replayPage },
+            started,
+          );
+          started = true;
           if (r.kind === 'gone') {
             this.#sendReset(c, 'expired', from);
             lastSent = c.lastSeq;
@@ -335,21 +373,59 @@ export class Hub {
     c.pending = undefined;
     // The replay skipped events of other topics without telling the client; tell it now.
     if (c.lastSeq > lastSent) this.#enqueue(c, this.#idOnly(c.lastSeq));
-    for (const e of pending) this.#deliver(c, e, this.#encode(e));
+    for (const p of pending) this.#deliver(c, p.e, p.frame);
   }
 
   /**
-   * One page of replay from the broker, bounded in concurrency; identical requests in flight
-   * (clients of one page reconnecting with the same cursor) share one fetch.
+   * One page of replay from the broker, bounded in concurrency; identical requests in flight or
+   * queued (clients of one page reconnecting with the same cursor) share one fetch. A replay's
+   * later pages (`continuing`) go ahead of first pages, so clients are served to the end one
+   * after another instead of all finishing last.
    */
-  #fetch(req: ReplayRequest): Promise<ReplayResult> {
+  #fetch(req: ReplayRequest, continuing: boolean): Promise<ReplayResult> {
     const key = `${req.after} ${req.through} ${req.limit} ${req.patterns.map((p) => p.pattern).join(' ')}`;
     let shared = this.#inflight.get(key);
     if (shared === undefined) {
-      shared = this.#replays.run(() => this.#broker.replay(req)).finally(() => this.#inflight.delete(key));
+      shared = this.#replays
+        .run(() => this.#broker.replay(req), continuing)
+        .finally(() => this.#inflight.delete(key));
       this.#inflight.set(key, shared);
     }
     return shared;
+  }
+
+  /**
+   * Fills the ring below its floor with the stream's newest events, so resumes from before this
+   * gateway started (clients moving over from a pod that went away) are served from memory.
+   * Best effort: on any failure the ring simply holds less, and those resumes go to the log.
+   */
+  #warm(): void {
+    const generation = this.#generation;
+    const floor = this.#ring.floor;
+    const after = Math.max(this.#broker.state().first - 1, floor - this.#opts.ringSize, 0);
+    if (after >= floor) return;
+    const warming = (async () => {
+      const events: StoredEvent[] = [];
+      let reached = after;
+      while (reached < floor) {
+        const req = { after: reached, through: floor, patterns: ALL, limit: this.#opts.replayPage };
+        const r = await this.#fetch(req, reached > after);
+        if (r.kind === 'gone' || r.reached <= reached || generation !== this.#generation) return;
+        events.push(...r.events);
+        reached = r.reached;
+      }
+      if (generation !== this.#generation || this.#ring.floor !== floor) return;
+      this.#ring.prepend(
+        after,
+        events,
+        events.map((e) => this.#arena.append(this.#encodeText(e))),
+      );
+    })()
+      .catch((err: unknown) => this.#opts.onError?.(err, 'ring warm-up'))
+      .finally(() => {
+        if (this.#warming === warming) this.#warming = undefined;
+      });
+    this.#warming = warming;
   }
 
   #register(c: Connection): void {
@@ -381,19 +457,14 @@ export class Hub {
 
   #onEvent(e: StoredEvent): void {
     this.#head = e.seq;
-    this.#ring.push(e);
-    let frame: Buffer | undefined;
+    const frame = this.#arena.append(this.#encodeText(e));
+    this.#ring.push(e, frame);
     const exact = this.#exact.get(e.topic);
-    if (exact !== undefined) {
-      frame = this.#encode(e);
-      for (const c of exact) this.#deliver(c, e, frame);
-    }
+    if (exact !== undefined) for (const c of exact) this.#deliver(c, e, frame);
     if (this.#wildcards.size > 0) {
       const tokens = e.topic.split('.');
       for (const w of this.#wildcards.values()) {
-        if (!matchTokens(w.tokens, tokens)) continue;
-        frame ??= this.#encode(e);
-        for (const c of w.conns) this.#deliver(c, e, frame);
+        if (matchTokens(w.tokens, tokens)) for (const c of w.conns) this.#deliver(c, e, frame);
       }
     }
   }
@@ -402,7 +473,7 @@ export class Hub {
   #deliver(c: Connection, e: StoredEvent, frame: Buffer, replay = false): void {
     if (c.lastSeq >= e.seq) return;
     if (c.pending !== undefined && !replay) {
-      if (c.pending.length < this.#opts.ringSize) c.pending.push(e);
+      if (c.pending.length < this.#opts.ringSize) c.pending.push({ e, frame });
       else c.overflowed = true;
       return;
     }
@@ -415,6 +486,9 @@ export class Hub {
     this.#epoch = state.epoch;
     this.#head = state.last;
     this.#ring.clear(state.last);
+    this.#generation++;
+    this.#warming = undefined;
+    this.#warm();
     for (const c of this.#connections) {
       // A replay in flight is void; the client reconnects and is told then.
       if (c.pending !== undefined) this.close(c);
@@ -444,9 +518,22 @@ export class Hub {
       const q = c.queue;
       if (q === undefined || c.closed) continue;
       c.queue = undefined;
-      const chunk = Array.isArray(q) ? Buffer.concat(q) : q;
-      c.sink.write(chunk);
+      if (!Array.isArray(q)) c.sink.write(q);
+      else this.#writeAll(c.sink, q);
     }
+  }
+
+  /** Small chunks are copied into one write; large ones (slices of the ring) leave uncopied, corked. */
+  #writeAll(sink: Sink, chunks: Buffer[]): void {
+    let bytes = 0;
+    for (const chunk of chunks) bytes += chunk.length;
+    if (bytes <= COPY_LIMIT || sink.cork === undefined) {
+      sink.write(Buffer.concat(chunks, bytes));
+      return;
+    }
+    sink.cork();
+    for (const chunk of chunks) sink.write(chunk);
+    sink.uncork?.();
   }
 
   #tick(): void {

@@ -18,6 +18,7 @@ export {
 export { MemoryBroker, type MemoryBrokerOptions } from './broker/memory-broker.ts';
 export { type Clock, systemClock } from './clock.ts';
 export { type Config, ConfigError, defaultConfig, parseConfig, settings, settingsTable } from './config.ts';
+export { FrameArena } from './frame-arena.ts';
 export { createGateway, type Gateway, type GatewayDeps } from './gateway.ts';
 export {
   Connection,
@@ -29,4 +30,4 @@ export {
 export { jsonLogger, type Logger, type LogLevel } from './log.ts';
 export { type ParsedPublish, type PublishLimits, parsePublish } from './publish.ts';
 export { planResume, type ResumePlan, type RetentionView } from './resume.ts';
-export { Ring } from './ring.ts';
+export { Ring, type RingSlice } from './ring.ts';

@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
   isEventType,
-  matches,
   RESERVED_EVENT_PREFIX,
   SUBJECT_PREFIX,
   subjectToTopic,
+  topicMatcher,
   topicToSubject,
 } from '@herald/protocol';
 import {
@@ -219,13 +219,14 @@ export class JetStreamBroker implements Broker {
 
   async #fetchThrough(consumer: Consumer, req: ReplayRequest, through: number): Promise<ReplayResult> {
     const events: StoredEvent[] = [];
+    const wanted = topicMatcher(req.patterns);
     const pending = (await consumer.info(true)).num_pending;
     if (pending === 0) return { kind: 'events', events, reached: through };
     const batch = await consumer.fetch({ max_messages: Math.min(req.limit, pending), expires: 5000 });
     for await (const m of batch) {
       if (m.seq > through) return { kind: 'events', events, reached: through };
       const e = this.#toEvent(m.subject, m.seq, m.headers?.get(EVENT_HEADER), m.data, m.timestampNanos);
-      if (e !== undefined && req.patterns.some((p) => matches(p, e.topic))) events.push(e);
+      if (e !== undefined && wanted(e.topic)) events.push(e);
       if (m.info.pending === 0) return { kind: 'events', events, reached: through };
       if (events.length >= req.limit) return { kind: 'events', events, reached: m.seq };
     }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { matches } from '@herald/protocol';
+import { topicMatcher } from '@herald/protocol';
 import type { Clock } from '../clock.ts';
 import type {
   Broker,
@@ -96,11 +96,12 @@ export class MemoryBroker implements Broker {
     if (req.after < state.first - 1) return { kind: 'gone', state };
     const events: StoredEvent[] = [];
     const through = Math.min(req.through, state.last);
+    const wanted = topicMatcher(req.patterns);
     // Contiguous sequences make the first index a subtraction.
     for (let i = this.#start + (req.after + 1 - state.first); i < this.#log.length; i++) {
       const e = this.#log[i]!;
       if (e.seq > through) break;
-      if (req.patterns.some((p) => matches(p, e.topic))) {
+      if (wanted(e.topic)) {
         events.push(e);
         if (events.length >= req.limit) return { kind: 'events', events, reached: e.seq };
       }

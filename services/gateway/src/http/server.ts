@@ -75,11 +75,12 @@ export function createHandler(deps: HandlerDeps): RequestListener {
     '/healthz': { GET: (_req, res) => sendJson(res, 200, { status: 'ok' }) },
     '/readyz': {
       GET: (_req, res) => {
-        const ready = broker.ready && !hub.draining;
+        const ready = broker.ready && !hub.draining && !hub.warming;
         sendJson(res, ready ? 200 : 503, {
           status: ready ? 'ready' : 'not-ready',
           broker: broker.ready ? 'connected' : 'disconnected',
           draining: hub.draining,
+          warming: hub.warming,
         });
       },
     },

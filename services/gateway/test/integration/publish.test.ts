@@ -182,7 +182,12 @@ describe('publish', () => {
     assert.equal(r.body.code, 'HERALD_BROKER_UNAVAILABLE');
     const ready = await fetch(`${other.url}/readyz`);
     assert.equal(ready.status, 503);
-    assert.deepEqual(await ready.json(), { status: 'not-ready', broker: 'disconnected', draining: false });
+    assert.deepEqual(await ready.json(), {
+      status: 'not-ready',
+      broker: 'disconnected',
+      draining: false,
+      warming: false,
+    });
     await other.close();
   });
 });

@@ -187,7 +187,7 @@ describe('jetstream failures', () => {
     assert.equal(health.status, 200, 'the process is alive');
     assert.deepEqual(await readyz(gw.url), {
       status: 503,
-      body: { status: 'not-ready', broker: 'disconnected', draining: false },
+      body: { status: 'not-ready', broker: 'disconnected', draining: false, warming: false },
     });
     // A stream is answered 200 (EventSource gives up on anything else) with a retry and closed.
     const early = await connectSse(`${gw.url}${streamPath({ topic: 'boot' })}`);
@@ -245,6 +245,7 @@ describe('jetstream failures', () => {
       status: 'not-ready',
       broker: 'disconnected',
       draining: false,
+      warming: false,
     });
     const refused = await gw.publish({ topic: 'r.a', data: 'while-down' });
     assertUnavailable(refused, 'a publish while NATS is down');

@@ -131,6 +131,57 @@ describe('Hub', () => {
     }
   });
 
+  it('a gateway starting on a stream that already holds events fills its ring from it, so resumes need no replay', async () => {
+    const clock = new FakeClock();
+    let fetches = 0;
+    class CountingBroker extends MemoryBroker {
+      override async replay(req: ReplayRequest): Promise<ReplayResult> {
+        fetches++;
+        return super.replay(req);
+      }
+    }
+    const broker = new CountingBroker({ clock, maxEvents: 1000, maxAgeMs: 60_000, dedupeWindowMs: 0 });
+    await broker.publish(Array.from({ length: 30 }, (_, i) => msg(`w${i % 3}`, String(i + 1))));
+    const hub = new Hub(broker, {
+      clock,
+      random: () => 0.5,
+      heartbeatMs: 60_000,
+      retryMs: 1000,
+      ringSize: 20,
+      releaseVersion: 't',
+      replayPage: 8,
+    });
+    hub.start();
+    assert.equal(hub.warming, true, 'not ready while the ring fills');
+    for (let i = 0; i < 20 && hub.warming; i++) await turn();
+    assert.equal(hub.warming, false);
+    const warmFetches = fetches;
+    assert.equal(warmFetches, 3, 'the newest 20 events in pages of 8');
+    await broker.publish([msg('w0', '31')]);
+    const epoch = broker.state().epoch;
+    const inRing = new RecordingSink();
+    hub.open(inRing, { topics: ['w0', 'w2'], lastEventId: `${epoch}-11` });
+    await turn();
+    assert.equal(fetches, warmFetches, 'a cursor within the warmed ring is served from memory');
+    const sent = [
+      ...Buffer.concat(inRing.writes)
+        .toString()
+        .matchAll(/^data: (\d+)$/gm),
+    ].map((m) => Number(m[1]));
+    assert.deepEqual(sent, [12, 13, 15, 16, 18, 19, 21, 22, 24, 25, 27, 28, 30, 31]);
+    const older = new RecordingSink();
+    hub.open(older, { topics: ['w1'], lastEventId: `${epoch}-3` });
+    for (let i = 0; i < 20 && !Buffer.concat(older.writes).includes('data: 29\n'); i++) await turn();
+    assert.ok(fetches > warmFetches, 'a cursor older than the ring goes to the log');
+    const olderSent = [
+      ...Buffer.concat(older.writes)
+        .toString()
+        .matchAll(/^data: (\d+)$/gm),
+    ].map((m) => Number(m[1]));
+    assert.deepEqual(olderSent, [5, 8, 11, 14, 17, 20, 23, 26, 29]);
+    hub.stop();
+  });
+
   it('a cursor ahead of the feed is served once the feed reaches it, or reset as ahead after the grace period', async () => {
     const clock = new FakeClock();
     const broker = new MemoryBroker({ clock, maxEvents: 1000, maxAgeMs: 60_000, dedupeWindowMs: 0 });

@@ -1,0 +1,13 @@
+export {
+  ADMISSION_REASONS,
+  Admission,
+  type AdmissionDecision,
+  type AdmissionOptions,
+  type AdmissionReason,
+  type AdmissionRefusal,
+  type AdmissionTicket,
+  admissionError,
+  type ConnectionAttempt,
+  jitterSeconds,
+} from './admission.ts';
+export { type TakeResult, TokenBucket, type TokenBucketOptions } from './token-bucket.ts';

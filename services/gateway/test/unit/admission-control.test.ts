@@ -1,0 +1,338 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ErrorCodes, HeraldError } from '@herald/protocol';
+import { FakeClock } from '@herald/testkit';
+import fc from 'fast-check';
+import {
+  ADMISSION_REASONS,
+  Admission,
+  type AdmissionDecision,
+  type AdmissionReason,
+  type AdmissionRefusal,
+  type AdmissionTicket,
+  admissionError,
+  jitterSeconds,
+} from '../../src/admission/index.ts';
+
+function admitted(d: AdmissionDecision): AdmissionTicket {
+  assert.ok(d.ok, `expected admission, got ${d.ok ? '' : d.reason}`);
+  return d.ticket;
+}
+
+function refused(d: AdmissionDecision): AdmissionRefusal {
+  assert.ok(!d.ok, 'expected a refusal');
+  return d;
+}
+
+const a = (ip: string, subject?: string, topics = 1) => ({ ip, subject, topics });
+
+describe('admission', () => {
+  it('admits within every limit; open and perIp track held streams', () => {
+    const adm = new Admission({ maxConnections: 10, maxPerIp: 5, maxPerSubject: 5 });
+    const t1 = admitted(adm.admit(a('10.0.0.1', 'alice')));
+    const t2 = admitted(adm.admit(a('10.0.0.2')));
+    assert.equal(adm.open, 2);
+    assert.equal(adm.perIp, 2);
+    assert.equal(adm.perSubject, 1);
+    t1.release();
+    t2.release();
+    assert.equal(adm.open, 0);
+    assert.equal(adm.perIp, 0, 'an address whose count reaches zero is dropped');
+    assert.equal(adm.perSubject, 0);
+  });
+
+  it('connection cap answers 503 HERALD_OVERLOADED with a jittered Retry-After', () => {
+    let r = 0;
+    const adm = new Admission({ maxConnections: 2, retryAfterSeconds: 5, random: () => r });
+    admitted(adm.admit(a('1.1.1.1')));
+    admitted(adm.admit(a('2.2.2.2')));
+    const refusal = refused(adm.admit(a('3.3.3.3')));
+    assert.deepEqual(refusal, {
+      ok: false,
+      reason: 'pod-full',
+      code: 'HERALD_OVERLOADED',
+      status: 503,
+      detail: 'this gateway holds its limit of 2 streams; retry later',
+      limit: 2,
+      retryAfterSeconds: 5,
+    });
+    assert.equal(refusal.status, ErrorCodes.HERALD_OVERLOADED.status);
+    r = 0.5;
+    assert.equal(refused(adm.admit(a('3.3.3.3'))).retryAfterSeconds, 8);
+    r = 0.999_999;
+    assert.equal(refused(adm.admit(a('3.3.3.3'))).retryAfterSeconds, 10);
+  });
+
+  it('jitter - Retry-After is a whole number spread over [base, 2·base], even if random returns 1', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 3600 }),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        (base, r) => {
+          const s = jitterSeconds(base, () => r);
+          assert.ok(Number.isInteger(s) && s >= base && s <= 2 * base, `${s} for base ${base}`);
+        },
+      ),
+    );
+    const seen = new Set<number>();
+    for (let i = 0; i <= 10; i++) seen.add(jitterSeconds(2, () => i / 10.5));
+    assert.deepEqual([...seen].sort(), [2, 3, 4], 'every second of the window is reachable');
+  });
+
+  it('per-IP cap answers 429 HERALD_RATE_LIMITED (reason ip-full); other addresses still get in', () => {
+    const adm = new Admission({ maxPerIp: 2, random: () => 0 });
+    const t = admitted(adm.admit(a('10.0.0.1')));
+    admitted(adm.admit(a('10.0.0.1')));
+    const refusal = refused(adm.admit(a('10.0.0.1')));
+    assert.equal(refusal.reason, 'ip-full');
+    assert.equal(refusal.code, 'HERALD_RATE_LIMITED');
+    assert.equal(refusal.status, 429);
+    assert.equal(refusal.limit, 2);
+    assert.equal(refusal.retryAfterSeconds, 5);
+    assert.doesNotMatch(refusal.detail, /10\.0\.0\.1/, 'the detail does not echo the address');
+    admitted(adm.admit(a('10.0.0.2')));
+    t.release();
+    admitted(adm.admit(a('10.0.0.1')));
+    assert.equal(adm.openForIp('10.0.0.1'), 2);
+  });
+
+  it('per-subject cap counts a user across addresses; anonymous streams are not subject-capped', () => {
+    const adm = new Admission({ maxPerSubject: 1 });
+    admitted(adm.admit(a('10.0.0.1', 'alice')));
+    const refusal = refused(adm.admit(a('10.0.0.2', 'alice')));
+    assert.equal(refusal.reason, 'subject-full');
+    assert.equal(refusal.code, 'HERALD_RATE_LIMITED');
+    assert.equal(refusal.status, 429);
+    assert.doesNotMatch(refusal.detail, /alice/);
+    admitted(adm.admit(a('10.0.0.2', 'bob')));
+    admitted(adm.admit(a('10.0.0.2')));
+    admitted(adm.admit(a('10.0.0.2')));
+    assert.equal(adm.openForSubject('alice'), 1);
+    assert.equal(adm.perSubject, 2);
+  });
+
+  it('topic cap answers 400 HERALD_TOO_MANY_TOPICS without Retry-After; 0 means unlimited', () => {
+    const adm = new Admission({ maxTopics: 3 });
+    admitted(adm.admit(a('1.1.1.1', undefined, 3)));
+    const refusal = refused(adm.admit(a('1.1.1.1', undefined, 4)));
+    assert.deepEqual(refusal, {
+      ok: false,
+      reason: 'topics',
+      code: 'HERALD_TOO_MANY_TOPICS',
+      status: 400,
+      detail: '4 topics exceeds the limit of 3',
+      limit: 3,
+    });
+    assert.equal(refusal.retryAfterSeconds, undefined);
+    admitted(new Admission({ maxTopics: 0 }).admit(a('1.1.1.1', undefined, 10_000)));
+    refused(new Admission().admit(a('1.1.1.1', undefined, 33)));
+  });
+
+  it('connect rate - a reconnect storm gets a burst through; the rest get 429 with a Retry-After no earlier than the next token', () => {
+    const clock = new FakeClock();
+    const adm = new Admission({
+      connectRate: 0.1,
+      connectBurst: 3,
+      retryAfterSeconds: 1,
+      clock,
+      random: () => 0,
+    });
+    for (let i = 0; i < 3; i++) admitted(adm.admit(a(`10.0.0.${i}`)));
+    const refusal = refused(adm.admit(a('10.0.0.9')));
+    assert.equal(refusal.reason, 'rate');
+    assert.equal(refusal.code, 'HERALD_RATE_LIMITED');
+    assert.equal(refusal.status, 429);
+    assert.equal(refusal.retryAfterSeconds, 10, 'one token per 10 s outweighs the 1 s jitter base');
+    clock.tick(9_999);
+    refused(adm.admit(a('10.0.0.9')));
+    clock.tick(1);
+    admitted(adm.admit(a('10.0.0.9')));
+  });
+
+  it('connect rate - the jitter still spreads refusals when the next token is due sooner', () => {
+    const adm = new Admission({
+      connectRate: 100,
+      connectBurst: 1,
+      retryAfterSeconds: 5,
+      random: () => 0.99,
+    });
+    admitted(adm.admit(a('1.1.1.1')));
+    assert.equal(refused(adm.admit(a('1.1.1.1'))).retryAfterSeconds, 10);
+  });
+
+  it('a refusal for a cap does not burn a rate token (caps are checked first)', () => {
+    const clock = new FakeClock();
+    const adm = new Admission({ connectRate: 1, connectBurst: 2, maxPerIp: 1, maxConnections: 3, clock });
+    admitted(adm.admit(a('10.0.0.1')));
+    for (let i = 0; i < 5; i++) assert.equal(refused(adm.admit(a('10.0.0.1'))).reason, 'ip-full');
+    admitted(adm.admit(a('10.0.0.2')));
+    assert.equal(refused(adm.admit(a('10.0.0.3'))).reason, 'rate');
+  });
+
+  it('checks run in order: topics, pod cap, address cap, subject cap, rate', () => {
+    const clock = new FakeClock();
+    const adm = new Admission({
+      maxTopics: 1,
+      maxConnections: 1,
+      maxPerIp: 1,
+      maxPerSubject: 1,
+      connectRate: 1,
+      connectBurst: 1,
+      clock,
+    });
+    admitted(adm.admit(a('10.0.0.1', 'alice')));
+    assert.equal(refused(adm.admit(a('10.0.0.1', 'alice', 2))).reason, 'topics');
+    assert.equal(refused(adm.admit(a('10.0.0.1', 'alice'))).reason, 'pod-full');
+    const wider = new Admission({ maxPerIp: 1, maxPerSubject: 1, connectRate: 1, connectBurst: 1, clock });
+    admitted(wider.admit(a('10.0.0.1', 'alice')));
+    assert.equal(refused(wider.admit(a('10.0.0.1', 'alice'))).reason, 'ip-full');
+    assert.equal(refused(wider.admit(a('10.0.0.2', 'alice'))).reason, 'subject-full');
+    assert.equal(refused(wider.admit(a('10.0.0.2', 'bob'))).reason, 'rate');
+  });
+
+  it('ticket.release() is idempotent: a second call does not double-free', () => {
+    const adm = new Admission({ maxConnections: 2, maxPerIp: 2, maxPerSubject: 2 });
+    const t1 = admitted(adm.admit(a('10.0.0.1', 'alice')));
+    const t2 = admitted(adm.admit(a('10.0.0.1', 'alice')));
+    assert.equal(t1.released, false);
+    t1.release();
+    t1.release();
+    assert.equal(t1.released, true);
+    assert.equal(adm.open, 1);
+    assert.equal(adm.openForIp('10.0.0.1'), 1);
+    assert.equal(adm.openForSubject('alice'), 1);
+    admitted(adm.admit(a('10.0.0.1', 'alice')));
+    assert.equal(refused(adm.admit(a('10.0.0.3'))).reason, 'pod-full', 'the double release freed nothing');
+    t2.release();
+    assert.equal(adm.open, 1);
+  });
+
+  it('counts every refusal by reason, as a frozen snapshot', () => {
+    const adm = new Admission({ maxConnections: 1, maxTopics: 1 });
+    assert.deepEqual(adm.counts(), { 'pod-full': 0, rate: 0, 'ip-full': 0, 'subject-full': 0, topics: 0 });
+    admitted(adm.admit(a('1.1.1.1')));
+    refused(adm.admit(a('1.1.1.1')));
+    refused(adm.admit(a('1.1.1.1')));
+    refused(adm.admit(a('1.1.1.1', undefined, 2)));
+    const counts = adm.counts();
+    assert.deepEqual(counts, { 'pod-full': 2, rate: 0, 'ip-full': 0, 'subject-full': 0, topics: 1 });
+    assert.ok(Object.isFrozen(counts));
+    refused(adm.admit(a('1.1.1.1')));
+    assert.equal(counts['pod-full'], 2, 'a snapshot does not move');
+    assert.deepEqual(Object.keys(counts), [...ADMISSION_REASONS]);
+  });
+
+  it('admissionError turns a refusal into the problem error, with limit and retryAfter', () => {
+    const adm = new Admission({ maxConnections: 1, random: () => 0 });
+    admitted(adm.admit(a('1.1.1.1')));
+    const err = admissionError(refused(adm.admit(a('1.1.1.1'))));
+    assert.ok(err instanceof HeraldError);
+    assert.equal(err.code, 'HERALD_OVERLOADED');
+    assert.equal(err.status, 503);
+    assert.deepEqual(err.extra, { limit: 1, retryAfter: 5 });
+    const topics = admissionError(refused(new Admission({ maxTopics: 1 }).admit(a('1.1.1.1', undefined, 2))));
+    assert.deepEqual(topics.extra, { limit: 1 });
+  });
+
+  it('refuses invalid options, naming them', () => {
+    const cases: Array<[ConstructorParameters<typeof Admission>[0], RegExp]> = [
+      [{ maxConnections: -1 }, /^RangeError: maxConnections must be a whole number >= 0, got -1$/],
+      [{ maxPerIp: 1.5 }, /^RangeError: maxPerIp/],
+      [{ maxPerSubject: Number.NaN }, /^RangeError: maxPerSubject/],
+      [{ maxTopics: -3 }, /^RangeError: maxTopics/],
+      [{ retryAfterSeconds: 0 }, /^RangeError: retryAfterSeconds must be a whole number >= 1/],
+      [{ connectRate: -1 }, /^RangeError: connectRate/],
+      [{ connectRate: 5, connectBurst: 0 }, /^RangeError: connectBurst/],
+    ];
+    for (const [options, message] of cases) assert.throws(() => new Admission(options), message);
+  });
+
+  it('for any admit/release sequence: open = admitted − released, caps hold, maps hold no zero entries', () => {
+    const op = fc.oneof(
+      fc.record({
+        kind: fc.constant('admit' as const),
+        ip: fc.integer({ min: 0, max: 3 }),
+        subject: fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined }),
+        topics: fc.integer({ min: 1, max: 6 }),
+      }),
+      fc.record({ kind: fc.constant('release' as const), pick: fc.nat() }),
+    );
+    fc.assert(
+      fc.property(
+        fc.record({
+          maxConnections: fc.integer({ min: 0, max: 6 }),
+          maxPerIp: fc.integer({ min: 0, max: 3 }),
+          maxPerSubject: fc.integer({ min: 0, max: 3 }),
+          maxTopics: fc.integer({ min: 0, max: 5 }),
+        }),
+        fc.array(op, { maxLength: 120 }),
+        (limits, ops) => {
+          const adm = new Admission({ ...limits, random: () => 0 });
+          const tickets: AdmissionTicket[] = [];
+          const perIp = new Map<string, number>();
+          const perSubject = new Map<string, number>();
+          const counts = Object.fromEntries(ADMISSION_REASONS.map((r) => [r, 0])) as Record<
+            AdmissionReason,
+            number
+          >;
+          let nAdmitted = 0;
+          let nReleased = 0;
+          const holders = new Map<AdmissionTicket, { ip: string; subject: string | undefined }>();
+          const bump = (m: Map<string, number>, k: string, by: number) => {
+            const n = (m.get(k) ?? 0) + by;
+            if (n === 0) m.delete(k);
+            else m.set(k, n);
+          };
+          for (const o of ops) {
+            if (o.kind === 'admit') {
+              const ip = `ip${o.ip}`;
+              const subject = o.subject === undefined ? undefined : `sub${o.subject}`;
+              const within = (cap: number, n: number) => cap === 0 || n < cap;
+              const expected: AdmissionReason | undefined =
+                limits.maxTopics > 0 && o.topics > limits.maxTopics
+                  ? 'topics'
+                  : !within(limits.maxConnections, nAdmitted - nReleased)
+                    ? 'pod-full'
+                    : !within(limits.maxPerIp, perIp.get(ip) ?? 0)
+                      ? 'ip-full'
+                      : subject !== undefined && !within(limits.maxPerSubject, perSubject.get(subject) ?? 0)
+                        ? 'subject-full'
+                        : undefined;
+              const d = adm.admit({ ip, subject, topics: o.topics });
+              assert.equal(d.ok ? undefined : d.reason, expected);
+              if (d.ok) {
+                nAdmitted++;
+                tickets.push(d.ticket);
+                holders.set(d.ticket, { ip, subject });
+                bump(perIp, ip, 1);
+                if (subject !== undefined) bump(perSubject, subject, 1);
+              } else counts[d.reason]++;
+            } else if (tickets.length > 0) {
+              const t = tickets[o.pick % tickets.length]!;
+              if (!t.released) {
+                nReleased++;
+                const h = holders.get(t)!;
+                bump(perIp, h.ip, -1);
+                if (h.subject !== undefined) bump(perSubject, h.subject, -1);
+              }
+              t.release();
+            }
+            assert.equal(adm.open, nAdmitted - nReleased);
+            if (limits.maxConnections > 0) assert.ok(adm.open <= limits.maxConnections);
+            assert.equal(adm.perIp, perIp.size, 'no address is kept at zero');
+            assert.equal(adm.perSubject, perSubject.size, 'no subject is kept at zero');
+            for (const [ip, n] of perIp) {
+              assert.equal(adm.openForIp(ip), n);
+              if (limits.maxPerIp > 0) assert.ok(n <= limits.maxPerIp);
+            }
+            for (const [s, n] of perSubject) {
+              assert.equal(adm.openForSubject(s), n);
+              if (limits.maxPerSubject > 0) assert.ok(n <= limits.maxPerSubject);
+            }
+            assert.deepEqual(adm.counts(), counts);
+          }
+        },
+      ),
+    );
+  });
+});
