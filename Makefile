@@ -30,7 +30,7 @@ node_modules/.stamp: package.json package-lock.json
 deps: node_modules/.stamp ## Install npm dependencies (pinned by package-lock.json)
 
 dev: deps ## One gateway on the embedded broker with the demo page (port HERALD_PORT, default 8080)
-	HERALD_DEMO=1 HERALD_RETRY_MS=$${HERALD_RETRY_MS:-1000} $(NODE) $(GATEWAY)
+	HERALD_AUTH=$${HERALD_AUTH:-none} HERALD_DEMO=1 HERALD_RETRY_MS=$${HERALD_RETRY_MS:-1000} $(NODE) $(GATEWAY)
 
 run: deps ## One gateway exactly as the container runs it: every setting from HERALD_* variables
 	$(NODE) $(GATEWAY)

@@ -504,7 +504,7 @@ export function summariseStorms(results: StormResult[]): StormSummary[] {
       logEventsPerSec: m((r) => r.log.eventsPerSec),
       gatewayCpuMs: m((r) => r.gatewayCpuMs),
       gatewayPeakRssMb: m((r) => r.gatewayPeakRssMb),
-      natsCpuMs: first.kind === 'herald-jetstream' ? m((r) => r.natsCpuMs ?? Number.NaN) : null,
+      natsCpuMs: first.kind === 'herald' ? null : m((r) => r.natsCpuMs ?? Number.NaN),
       resets: sum((r) => r.resets),
       disorder: sum((r) => r.disorder),
       extra: sum((r) => r.extra),

@@ -13,6 +13,8 @@ export const RESERVED_EVENT_PREFIX = 'herald.';
 export const SystemEvents = {
   /** Resume could not be served exactly; data `{reason, from, oldest}`. The client must reload its state. */
   reset: 'herald.reset',
+  /** The stream's token expires soon; data `{expiresAt}` (ISO 8601). Reconnect with a fresh token. */
+  tokenExpiring: 'herald.token-expiring',
 } as const;
 
 export interface SseFrame {

@@ -41,7 +41,8 @@ export async function startGateway(
   overrides: Partial<Config> = {},
   deps: { clock?: Clock; random?: () => number; broker?: Broker } = {},
 ): Promise<TestGateway> {
-  const config = defaultConfig({ host: '127.0.0.1', port: 0, drainMs: 0, ...overrides });
+  // Authentication is off unless a test turns it on: the auth tests set it up themselves.
+  const config = defaultConfig({ host: '127.0.0.1', port: 0, drainMs: 0, auth: 'none', ...overrides });
   const gateway = createGateway(config, deps);
   const port = await gateway.listen();
   const url = `http://127.0.0.1:${port}`;
@@ -95,7 +96,7 @@ export interface GatewayProcess {
 
 export async function spawnGateway(env: Record<string, string>): Promise<GatewayProcess> {
   const child = spawn(process.execPath, ['--conditions=herald-source', MAIN], {
-    env: { PATH: process.env['PATH'] ?? '', HERALD_HOST: '127.0.0.1', HERALD_PORT: '0', ...env },
+    env: { PATH: process.env['PATH'] ?? '', HERALD_HOST: '127.0.0.1', HERALD_PORT: '0', HERALD_AUTH: 'none', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];

@@ -1,11 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import type { JwksFetch } from './auth/index.ts';
 import type { Broker } from './broker/broker.ts';
 import { JetStreamBroker } from './broker/jetstream-broker.ts';
 import { MemoryBroker } from './broker/memory-broker.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
+import { createEdge, type Edge } from './edge.ts';
 import { createFront } from './http/front.ts';
 import { createHandler } from './http/server.ts';
 import { takeStream } from './http/stream.ts';
@@ -19,12 +21,17 @@ export interface GatewayDeps {
   readonly log?: Logger;
   /** Defaults to the broker `config.broker` names. */
   readonly broker?: Broker;
+  /** Reads the files settings name (keys, secrets); default: UTF-8 from disk. */
+  readonly readFile?: (path: string) => string;
+  /** Fetches the JWKS; default `globalThis.fetch`. */
+  readonly fetch?: JwksFetch;
 }
 
 /** One gateway: broker, fan-out hub and HTTP server, wired together. */
 export interface Gateway {
   readonly hub: Hub;
   readonly broker: Broker;
+  readonly edge: Edge;
   /** Starts the broker and listens; resolves with the bound port. */
   listen(): Promise<number>;
   /**
@@ -63,20 +70,24 @@ function createBroker(config: Config, clock: Clock, log: Logger): Broker {
   });
 }
 
-/** node:http's own default; a larger head is answered 431 by node:http. */
-const MAX_HEAD_BYTES = 16 * 1024;
-const HEAD_TIMEOUT_MS = 10_000;
-
 const demoHtml = () => readFileSync(new URL('./demo/index.html', import.meta.url));
 
 export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   const clock = deps.clock ?? systemClock;
   const log = deps.log ?? (() => {});
   const onError = (err: unknown, context: string) => log('error', context, errorFields(err));
+  const random = deps.random ?? Math.random;
+  // Before anything starts: a bad key file or origin stops the process with its variable named.
+  const edge = createEdge(config, {
+    clock,
+    random,
+    readFile: deps.readFile ?? ((path) => readFileSync(path, 'utf8')),
+    ...(deps.fetch === undefined ? {} : { fetch: deps.fetch }),
+  });
   const broker = deps.broker ?? createBroker(config, clock, log);
   const hub = new Hub(broker, {
     clock,
-    random: deps.random ?? Math.random,
+    random,
     heartbeatMs: config.heartbeatMs,
     retryMs: config.retryMs,
     ringSize: config.ringSize,
@@ -84,22 +95,33 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     releaseVersion: config.releaseVersion,
     // Gateways sharing a stream see it a few milliseconds apart; one process sees it whole.
     aheadGraceMs: config.broker === 'jetstream' ? 2000 : 0,
+    maxQueuedBytes: config.maxQueuedBytes,
     onError,
   });
-  const stream = { releaseVersion: config.releaseVersion, maxTopics: config.maxTopics };
+  const retryAfterSeconds = Math.max(1, Math.ceil(config.retryMs / 1000));
+  const stream = {
+    hub,
+    edge,
+    releaseVersion: config.releaseVersion,
+    maxTopics: config.maxTopics,
+    retryAfterSeconds,
+    onError,
+  };
   const http = createServer(
     {
       // Streams outlive any request timeout; header and body limits still apply to publishes.
       requestTimeout: 0,
-      headersTimeout: HEAD_TIMEOUT_MS,
+      headersTimeout: config.headersTimeoutMs,
+      maxHeaderSize: config.maxHeaderBytes,
       keepAliveTimeout: 5_000,
     },
     createHandler({
       hub,
       broker,
+      edge,
       stream,
       publish: config,
-      retryAfterSeconds: Math.max(1, Math.ceil(config.retryMs / 1000)),
+      retryAfterSeconds,
       demoHtml: config.demo ? demoHtml() : undefined,
       onError,
     }),
@@ -113,9 +135,9 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   });
   const front = createFront({
     http,
-    take: (socket, head) => takeStream(socket, head, hub, stream),
-    maxHeadBytes: MAX_HEAD_BYTES,
-    headTimeoutMs: HEAD_TIMEOUT_MS,
+    take: (socket, head) => takeStream(socket, head, stream),
+    maxHeadBytes: config.maxHeaderBytes,
+    headTimeoutMs: config.headersTimeoutMs,
   });
   const server = front.server;
   // node:http sets up its connection tracking (closeAllConnections, headersTimeout checks) when it
@@ -126,7 +148,9 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   return {
     hub,
     broker,
+    edge,
     async listen() {
+      await edge.auth.start();
       await broker.start();
       hub.start();
       await new Promise<void>((resolve, reject) => {
@@ -150,6 +174,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
         http.close(() => {});
         await closed;
         await broker.close();
+        edge.auth.close();
         log('info', 'stopped');
       })();
       return shuttingDown;

@@ -34,6 +34,10 @@ export interface Sink {
   /** Optional: hold writes until `uncork`, so several chunks leave in one system call. */
   cork?(): void;
   uncork?(): void;
+  /** Bytes written but not yet taken by the kernel; with `destroy`, lets the hub drop slow readers. */
+  readonly writableLength?: number;
+  /** Closes at once, dropping what is queued. */
+  destroy?(): void;
 }
 
 export interface HubOptions {
@@ -60,8 +64,17 @@ export interface HubOptions {
    * default, right for an embedded broker): reset at once.
    */
   readonly aheadGraceMs?: number;
+  /**
+   * A connection with more than this many bytes still waiting to be sent when more is due is a
+   * slow consumer: it is dropped, and its client resumes from its cursor when it comes back.
+   * Default 1 MiB.
+   */
+  readonly maxQueuedBytes?: number;
   readonly onError?: (err: unknown, context: string) => void;
 }
+
+/** Why the hub closed a connection itself. */
+export type CloseReason = 'drain' | 'shed' | 'slow' | 'token-expired' | 'replay-failed' | 'reset';
 
 const HEARTBEAT = Buffer.from(encodeComment());
 /** Every topic: what the ring is warmed with. */
@@ -85,6 +98,8 @@ export class Connection {
   /** Something was queued since the last heartbeat tick. */
   wrote = false;
   closed = false;
+  /** Token expiry timers, cleared when the connection goes. */
+  timers: unknown[] | undefined;
 
   constructor(sink: Sink, patterns: readonly CompiledPattern[]) {
     this.sink = sink;
@@ -97,6 +112,10 @@ export interface OpenRequest {
   readonly topics: readonly string[];
   /** The raw `Last-Event-ID` (or `lastEventId` query); parsed strictly here. */
   readonly lastEventId: string | undefined;
+  /** When the credentials expire (ms since the Unix epoch): warned before, closed then. */
+  readonly expiresAt?: number | undefined;
+  /** How long before `expiresAt` the `herald.token-expiring` event goes out (ms). */
+  readonly expiryWarnMs?: number;
 }
 
 export class Hub {
@@ -129,6 +148,7 @@ export class Hub {
       replayConcurrency: 4,
       replayPage: 1000,
       aheadGraceMs: 0,
+      maxQueuedBytes: 1024 * 1024,
       ...opts,
     };
     this.#broker = broker;
@@ -222,19 +242,70 @@ export class Hub {
         break;
     }
     this.#register(c);
+    if (req.expiresAt !== undefined) this.#expireAt(c, req.expiresAt, req.expiryWarnMs ?? 0);
     return c;
+  }
+
+  /** Counts of connections the hub closed itself, by reason. */
+  readonly closes: Record<CloseReason, number> = {
+    drain: 0,
+    shed: 0,
+    slow: 0,
+    'token-expired': 0,
+    'replay-failed': 0,
+    reset: 0,
+  };
+
+  /**
+   * Closes `fraction` (0–1) of the open streams, chosen at random, spread over `windowMs` with a
+   * jittered `retry:`, so their clients reconnect (to other pods, once the load balancer prefers
+   * them) and resume. Unlike drain, this gateway keeps taking streams. Returns how many it closes.
+   */
+  shed(fraction: number, windowMs: number): number {
+    const all = [...this.#connections];
+    const n = Math.round(Math.min(1, Math.max(0, fraction)) * all.length);
+    for (let i = 0; i < n; i++) {
+      const j = i + Math.floor(this.#opts.random() * (all.length - i));
+      [all[i], all[j]] = [all[j]!, all[i]!];
+      this.#closeWithin(all[i]!, windowMs, 'shed');
+    }
+    return n;
+  }
+
+  #expireAt(c: Connection, expiresAt: number, warnMs: number): void {
+    const now = this.#opts.clock.now();
+    const clock = this.#opts.clock;
+    c.timers = [
+      clock.setTimeout(
+        () => {
+          if (c.closed) return;
+          const data = JSON.stringify({ expiresAt: new Date(expiresAt).toISOString() });
+          this.#enqueue(c, Buffer.from(encodeFrame({ event: SystemEvents.tokenExpiring, data })));
+        },
+        Math.max(0, expiresAt - warnMs - now),
+      ),
+      clock.setTimeout(() => this.close(c, 'token-expired'), Math.max(0, expiresAt - now)),
+    ];
+  }
+
+  #closeWithin(c: Connection, windowMs: number, reason: CloseReason): void {
+    const delay = Math.floor(this.#opts.random() * windowMs);
+    if (delay === 0) this.close(c, reason);
+    else this.#opts.clock.setTimeout(() => this.close(c, reason), delay);
   }
 
   /** The client went away (or the adapter gave up on it). Idempotent. */
   remove(c: Connection): void {
     if (c.closed) return;
     c.closed = true;
+    if (c.timers !== undefined) for (const t of c.timers) this.#opts.clock.clearTimeout(t);
     this.#unregister(c);
   }
 
   /** Closes one connection from the server side with a jittered `retry:`, so its client comes back later. */
-  close(c: Connection): void {
+  close(c: Connection, reason: CloseReason = 'drain'): void {
     if (c.closed) return;
+    this.closes[reason]++;
     const retry = this.#jitteredRetry();
     const q = c.queue;
     c.queue = undefined;
@@ -264,11 +335,7 @@ export class Hub {
       this.#onEmpty = resolve;
       if (this.#connections.size === 0) resolve();
     });
-    for (const c of this.#connections) {
-      const delay = Math.floor(this.#opts.random() * windowMs);
-      if (delay === 0) this.close(c);
-      else this.#opts.clock.setTimeout(() => this.close(c), delay);
-    }
+    for (const c of this.#connections) this.#closeWithin(c, windowMs, 'drain');
     return this.#draining;
   }
 
@@ -365,7 +432,7 @@ export class Hub {
     } catch (err) {
       // The client reconnects with the cursor it has and tries again, perhaps on another pod.
       this.#opts.onError?.(err, 'replay');
-      this.close(c);
+      this.close(c, 'replay-failed');
       return;
     }
     if (c.closed) return;
@@ -491,7 +558,7 @@ export class Hub {
     this.#warm();
     for (const c of this.#connections) {
       // A replay in flight is void; the client reconnects and is told then.
-      if (c.pending !== undefined) this.close(c);
+      if (c.pending !== undefined) this.close(c, 'reset');
       else this.#sendReset(c, reason, formatCursor({ epoch: previous, seq: c.lastSeq }));
     }
   }
@@ -518,8 +585,16 @@ export class Hub {
       const q = c.queue;
       if (q === undefined || c.closed) continue;
       c.queue = undefined;
-      if (!Array.isArray(q)) c.sink.write(q);
-      else this.#writeAll(c.sink, q);
+      const sink = c.sink;
+      if (sink.destroy !== undefined && (sink.writableLength ?? 0) > this.#opts.maxQueuedBytes) {
+        // It has not read what it was sent; more would only pile up here.
+        this.closes.slow++;
+        sink.destroy();
+        this.remove(c);
+        continue;
+      }
+      if (!Array.isArray(q)) sink.write(q);
+      else this.#writeAll(sink, q);
     }
   }
 

@@ -46,14 +46,17 @@ export function createFront(opts: FrontOptions): Front {
     // Without a listener an ECONNRESET would be thrown; every error ends in 'close' anyway.
     socket.on('error', () => {});
     socket.once('close', () => pending.delete(socket));
-    socket.setTimeout(opts.headTimeoutMs, () => socket.destroy());
+    // A deadline for the whole head, not an idle timeout: a client trickling a byte at a time
+    // (slowloris) must not hold the socket for ever.
+    const deadline = setTimeout(() => socket.destroy(), opts.headTimeoutMs);
+    socket.once('close', () => clearTimeout(deadline));
     let buf: Buffer | undefined;
     const onData = (chunk: Buffer) => {
       buf = buf === undefined ? chunk : Buffer.concat([buf, chunk]);
       const end = headEnd(buf);
       if (end === -1 && buf.length <= opts.maxHeadBytes) return;
       socket.removeListener('data', onData);
-      socket.setTimeout(0);
+      clearTimeout(deadline);
       pending.delete(socket);
       const head = end === -1 || end > opts.maxHeadBytes ? undefined : parseRequestHead(buf);
       if (head === undefined || !opts.take(socket, head)) handOff(socket, buf);

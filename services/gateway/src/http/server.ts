@@ -1,16 +1,19 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { formatCursor, HeraldError } from '@herald/protocol';
+import { credentialsOf } from '../auth/index.ts';
 import type { Broker } from '../broker/broker.ts';
+import type { Edge } from '../edge.ts';
 import type { Hub } from '../hub.ts';
 import { type PublishLimits, parsePublish } from '../publish.ts';
 import { readJson } from './body.ts';
 import { sendJson, sendProblem } from './problem.ts';
-import { openStream, type StreamOptions, splitTarget } from './stream.ts';
+import { acceptStream, type StreamDeps, splitTarget } from './stream.ts';
 
 export interface HandlerDeps {
   readonly hub: Hub;
   readonly broker: Broker;
-  readonly stream: StreamOptions;
+  readonly edge: Edge;
+  readonly stream: StreamDeps;
   readonly publish: PublishLimits & { readonly maxBodyBytes: number };
   /** Retry-After for 503s, in seconds. */
   readonly retryAfterSeconds: number;
@@ -23,7 +26,7 @@ type Route = (req: IncomingMessage, res: ServerResponse, query: URLSearchParams)
 
 /** The public port's request handler: routes, then turns every failure into problem+json. */
 export function createHandler(deps: HandlerDeps): RequestListener {
-  const { hub, broker } = deps;
+  const { hub, broker, edge } = deps;
   const unavailable = (detail: string, cause?: unknown) =>
     new HeraldError('HERALD_BROKER_UNAVAILABLE', detail, {
       cause,
@@ -34,19 +37,14 @@ export function createHandler(deps: HandlerDeps): RequestListener {
     '/v1/stream': {
       // Most streams are taken by the front before node:http sees them; these are the rest
       // (a stream requested on a kept-alive connection, or a bad request to answer).
-      GET: (req, _res, query) => {
-        const lastEventId = req.headers['last-event-id'];
-        openStream(
-          req.socket,
-          query,
-          typeof lastEventId === 'string' ? lastEventId : undefined,
-          hub,
-          deps.stream,
-        );
-      },
+      GET: (req, _res, query) => acceptStream(req.socket, { query, headers: req.headers }, deps.stream),
     },
     '/v1/publish': {
-      POST: async (req, res) => {
+      POST: async (req, res, query) => {
+        // Who is asking comes first: an unauthenticated body is never read.
+        const principal = await edge.auth.authenticate(
+          credentialsOf({ headers: req.headers, query }, edge.credentials),
+        );
         const type = req.headers['content-type'] ?? '';
         if (!/^application\/json\s*(;|$)/i.test(type)) {
           throw new HeraldError(
@@ -57,6 +55,11 @@ export function createHandler(deps: HandlerDeps): RequestListener {
         const body = await readJson(req, deps.publish.maxBodyBytes);
         const key = req.headers['idempotency-key'];
         const parsed = parsePublish(body, typeof key === 'string' ? key : undefined, deps.publish);
+        edge.auth.authorize(
+          principal,
+          'publish',
+          parsed.messages.map((m) => m.topic),
+        );
         if (!broker.ready) throw unavailable('the broker is not connected; retry later');
         let acks: Awaited<ReturnType<Broker['publish']>>;
         try {
@@ -116,6 +119,22 @@ export function createHandler(deps: HandlerDeps): RequestListener {
     };
     if (methods === undefined)
       return fail(new HeraldError('HERALD_NOT_FOUND', `no endpoint at ${path.slice(0, 200)}`));
+    const one = (name: string) => {
+      const v = req.headers[name];
+      return typeof v === 'string' ? v : undefined;
+    };
+    const cors = edge.cors({
+      method: req.method ?? '',
+      origin: one('origin'),
+      requestMethod: one('access-control-request-method'),
+      host: one('host'),
+    });
+    for (const [name, value] of Object.entries(cors.headers)) res.setHeader(name, value);
+    if (cors.kind === 'forbidden') return fail(new HeraldError(cors.code, cors.detail));
+    if (cors.kind === 'preflight') {
+      res.writeHead(204, { 'Content-Length': 0 });
+      return res.end();
+    }
     if (route === undefined) {
       res.setHeader('Allow', Object.keys(methods).join(', '));
       return fail(new HeraldError('HERALD_METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${path}`));

@@ -1,11 +1,20 @@
 import type { Socket } from 'node:net';
 import { checkPattern, HeraldError } from '@herald/protocol';
+import { admissionError } from '../admission/index.ts';
+import { credentialsOf } from '../auth/index.ts';
+import type { Edge } from '../edge.ts';
 import type { Hub } from '../hub.ts';
+import { writeProblem } from './problem.ts';
 import type { RequestHead } from './request-head.ts';
 
-export interface StreamOptions {
+export interface StreamDeps {
+  readonly hub: Hub;
+  readonly edge: Edge;
   readonly releaseVersion: string;
   readonly maxTopics: number;
+  /** Retry-After for 503s, in seconds. */
+  readonly retryAfterSeconds: number;
+  readonly onError: (err: unknown, context: string) => void;
 }
 
 /** Query parameters a stream accepts; anything else is refused, so a typo (`topics=`) is not silently ignored. */
@@ -65,52 +74,96 @@ export function splitTarget(target: string): { path: string; query: URLSearchPar
     : { path: target.slice(0, q), query: new URLSearchParams(target.slice(q + 1)) };
 }
 
+/** A stream request, from whichever parser read it. Header names are lower case. */
+export interface StreamRequest {
+  readonly query: URLSearchParams;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+}
+
+const header = (req: StreamRequest, name: string): string | undefined => {
+  const v = req.headers[name];
+  return typeof v === 'string' ? v : undefined;
+};
+
 /**
- * Starts a stream on a socket: the response head goes straight to the socket and the body is
+ * Starts a stream on a socket once the request passed every check: query, CORS origin, token and
+ * topic grants, then admission. The response head goes straight to the socket and the body is
  * delimited by closing the connection (no chunked framing), so the hub can write one shared
- * Buffer per event to every socket unchanged. Throws a HeraldError, having written nothing, when
- * the request is bad. A draining gateway answers with a jittered `retry:` and closes.
+ * Buffer per event to every socket unchanged. A refusal is answered with problem+json on the
+ * socket, never by serving the stream with less. A draining gateway answers with a jittered
+ * `retry:` and closes.
  */
-export function openStream(
-  socket: Socket,
-  query: URLSearchParams,
-  lastEventIdHeader: string | undefined,
-  hub: Hub,
-  opts: StreamOptions,
-): void {
-  const { topics, lastEventId } = parseStreamQuery(query, lastEventIdHeader, opts.maxTopics);
-  socket.write(
-    'HTTP/1.1 200 OK\r\n' +
-      'Content-Type: text/event-stream; charset=utf-8\r\n' +
-      'Cache-Control: no-cache, no-transform\r\n' +
-      'X-Accel-Buffering: no\r\n' +
-      `X-Release-Version: ${opts.releaseVersion}\r\n` +
-      'Connection: close\r\n\r\n',
-  );
-  socket.setTimeout(0);
-  if (hub.draining || !hub.live) {
-    hub.turnAway(socket, hub.draining ? 'draining; reconnect' : 'broker not reached yet; reconnect');
-    return;
+export async function acceptStream(socket: Socket, req: StreamRequest, deps: StreamDeps): Promise<void> {
+  const { hub, edge } = deps;
+  const cors = edge.cors({ method: 'GET', origin: header(req, 'origin'), host: header(req, 'host') });
+  try {
+    const { topics, lastEventId } = parseStreamQuery(req.query, header(req, 'last-event-id'), deps.maxTopics);
+    if (cors.kind === 'forbidden') throw new HeraldError(cors.code, cors.detail);
+    const principal = await edge.auth.authenticate(credentialsOf(req, edge.credentials));
+    edge.auth.authorize(principal, 'subscribe', topics);
+    if (socket.destroyed) return;
+    if (hub.draining || !hub.live) {
+      writeStreamHead(socket, deps.releaseVersion, cors.headers);
+      hub.turnAway(socket, hub.draining ? 'draining; reconnect' : 'broker not reached yet; reconnect');
+      return;
+    }
+    const decision = edge.admission.admit({
+      ip: socket.remoteAddress ?? '',
+      subject: principal.via === 'none' ? undefined : principal.subject,
+      topics: topics.length,
+    });
+    if (!decision.ok) {
+      const retry = decision.retryAfterSeconds;
+      writeProblem(socket, admissionError(decision), {
+        ...cors.headers,
+        ...(retry === undefined ? {} : { 'Retry-After': String(retry) }),
+      });
+      return;
+    }
+    writeStreamHead(socket, deps.releaseVersion, cors.headers);
+    const conn = hub.open(socket, {
+      topics,
+      lastEventId,
+      expiresAt: principal.expiresAt,
+      expiryWarnMs: edge.tokenExpiryWarnMs,
+    });
+    socket.once('close', () => {
+      hub.remove(conn);
+      decision.ticket.release();
+    });
+  } catch (err) {
+    if (!(err instanceof HeraldError)) deps.onError(err, 'stream');
+    const retry: Record<string, string> =
+      err instanceof HeraldError && err.status === 503
+        ? { 'Retry-After': String(deps.retryAfterSeconds) }
+        : {};
+    writeProblem(socket, err, { ...cors.headers, ...retry });
   }
-  const conn = hub.open(socket, { topics, lastEventId });
-  socket.once('close', () => hub.remove(conn));
+}
+
+function writeStreamHead(socket: Socket, releaseVersion: string, extra: Record<string, string>): void {
+  let head =
+    'HTTP/1.1 200 OK\r\n' +
+    'Content-Type: text/event-stream; charset=utf-8\r\n' +
+    'Cache-Control: no-cache, no-transform\r\n' +
+    'X-Accel-Buffering: no\r\n' +
+    `X-Release-Version: ${releaseVersion}\r\n`;
+  for (const [name, value] of Object.entries(extra)) head += `${name}: ${value}\r\n`;
+  socket.write(`${head}Connection: close\r\n\r\n`);
+  socket.setTimeout(0);
 }
 
 /**
- * The front's fast path: takes a plain, valid stream request. Anything else (another endpoint,
- * a body, a bad query) is left to node:http, which answers it properly.
+ * The front's fast path: takes a plain stream request (and answers it, refusal or stream).
+ * Anything else (another endpoint, a body, an upgrade) is left to node:http.
  */
-export function takeStream(socket: Socket, head: RequestHead, hub: Hub, opts: StreamOptions): boolean {
+export function takeStream(socket: Socket, head: RequestHead, deps: StreamDeps): boolean {
   if (head.method !== 'GET') return false;
   const { path, query } = splitTarget(head.target);
   if (path !== '/v1/stream') return false;
   const h = head.headers;
   if (h.has('transfer-encoding') || h.has('upgrade') || (h.get('content-length') ?? '0') !== '0')
     return false;
-  try {
-    openStream(socket, query, h.get('last-event-id'), hub, opts);
-    return true;
-  } catch {
-    return false;
-  }
+  void acceptStream(socket, { query, headers: Object.fromEntries(h) }, deps);
+  return true;
 }

@@ -1,0 +1,148 @@
+import { Admission } from './admission/index.ts';
+import {
+  AuthConfigError,
+  Authenticator,
+  type AuthOptions,
+  type AuthSettings,
+  authOptions,
+  type CredentialOptions,
+  type JwksFetch,
+  loadKeyFile,
+  parseApiKeys,
+} from './auth/index.ts';
+import type { Clock } from './clock.ts';
+import { type Config, ConfigError } from './config.ts';
+import { type CorsDecision, type CorsRequest, corsPolicy } from './cors/index.ts';
+
+/**
+ * Who may come in, built once from the config at start: authentication, CORS and admission
+ * control. The HTTP adapters ask it; it knows nothing of sockets.
+ */
+export interface Edge {
+  readonly auth: Authenticator;
+  readonly credentials: CredentialOptions;
+  readonly cors: (req: CorsRequest) => CorsDecision;
+  readonly admission: Admission;
+  /** The stream gets `herald.token-expiring` this long before its token expires (ms). */
+  readonly tokenExpiryWarnMs: number;
+}
+
+/** Which variable each auth option comes from, so a bad one is reported by the name the user set. */
+const AUTH_VARIABLES: Record<string, string> = {
+  mode: 'HERALD_AUTH',
+  hmacSecrets: 'HERALD_JWT_SECRETS_FILE',
+  publicKeys: 'HERALD_JWT_KEYS_FILE',
+  jwksUrl: 'HERALD_JWKS_URL',
+  jwksRefreshMs: 'HERALD_JWKS_REFRESH_MS',
+  jwksMaxStaleMs: 'HERALD_JWKS_MAX_STALE_MS',
+  algorithms: 'HERALD_JWT_ALGORITHMS',
+  issuer: 'HERALD_JWT_ISSUER',
+  audience: 'HERALD_JWT_AUDIENCE',
+  leewayMs: 'HERALD_JWT_LEEWAY_MS',
+  cookieName: 'HERALD_AUTH_COOKIE',
+  queryToken: 'HERALD_AUTH_QUERY_TOKEN',
+  apiKeys: 'HERALD_API_KEYS_FILE',
+};
+
+const list = (value: string): string[] =>
+  value
+    .split(',')
+    .map((v) => v.trim())
+    .filter((v) => v !== '');
+const optional = (value: string): string | undefined => (value === '' ? undefined : value);
+
+/** Reads a file a setting names; a failure is a ConfigError naming the setting. */
+function readSetting(variable: string, path: string, readFile: (path: string) => string): string {
+  try {
+    return readFile(path);
+  } catch (err) {
+    throw new ConfigError(variable, `cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** The auth options the config describes, with key files read. Throws ConfigError naming the variable. */
+export function authOptionsOf(config: Config, readFile: (path: string) => string): AuthOptions {
+  try {
+    const file = (variable: string, path: string) =>
+      path === '' ? undefined : readSetting(variable, path, readFile);
+    const secrets = file('HERALD_JWT_SECRETS_FILE', config.jwtSecretsFile);
+    const keys = file('HERALD_JWT_KEYS_FILE', config.jwtKeysFile);
+    const apiKeys = file('HERALD_API_KEYS_FILE', config.apiKeysFile);
+    const settings: AuthSettings = {
+      mode: config.auth,
+      hmacSecrets:
+        secrets === undefined
+          ? []
+          : secrets
+              .split('\n')
+              .map((line) => line.trim())
+              .filter((line) => line !== '' && !line.startsWith('#'))
+              .map((line) => Buffer.from(line, 'utf8')),
+      publicKeys: keys === undefined ? [] : loadKeyFile(keys),
+      apiKeys: apiKeys === undefined ? [] : parseApiKeys(apiKeys),
+      jwksUrl: optional(config.jwksUrl),
+      jwksRefreshMs: config.jwksRefreshMs,
+      jwksMaxStaleMs: config.jwksMaxStaleMs,
+      ...(config.jwtAlgorithms === '' ? {} : { algorithms: list(config.jwtAlgorithms) }),
+      issuer: optional(config.jwtIssuer),
+      audience: optional(config.jwtAudience),
+      leewayMs: config.jwtLeewayMs,
+      cookieName: optional(config.authCookie),
+      queryToken: config.authQueryToken,
+    };
+    return authOptions(settings);
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    if (err instanceof AuthConfigError) {
+      const variable = AUTH_VARIABLES[err.option] ?? 'HERALD_AUTH';
+      const hint =
+        err.option === 'mode' || variable === 'HERALD_AUTH'
+          ? '; configure HERALD_JWT_SECRETS_FILE, HERALD_JWT_KEYS_FILE or HERALD_JWKS_URL, or set HERALD_AUTH=none to run without authentication'
+          : '';
+      throw new ConfigError(variable, `${err.message}${hint}`);
+    }
+    // Key and API key file parsers name the line or key position, never the secret.
+    const variable = /api key/i.test((err as Error).message)
+      ? 'HERALD_API_KEYS_FILE'
+      : 'HERALD_JWT_KEYS_FILE';
+    throw new ConfigError(variable, (err as Error).message);
+  }
+}
+
+export interface EdgeDeps {
+  readonly clock: Clock;
+  readonly random: () => number;
+  readonly readFile: (path: string) => string;
+  readonly fetch?: JwksFetch;
+}
+
+export function createEdge(config: Config, deps: EdgeDeps): Edge {
+  const auth = new Authenticator(authOptionsOf(config, deps.readFile), deps.clock, deps.fetch);
+  let cors: Edge['cors'];
+  try {
+    const origins = list(config.corsOrigins);
+    // `*` serves any page, so never with the user's cookies.
+    cors = corsPolicy({ origins, credentials: !origins.includes('*') });
+  } catch (err) {
+    throw new ConfigError('HERALD_CORS_ORIGINS', (err as Error).message);
+  }
+  const admission = new Admission({
+    maxConnections: config.maxConnections,
+    connectRate: config.connectRate,
+    ...(config.connectBurst > 0 ? { connectBurst: config.connectBurst } : {}),
+    maxPerIp: config.maxConnectionsPerIp,
+    maxPerSubject: config.maxConnectionsPerSubject,
+    // The stream parser refuses too many topics with its own error first.
+    maxTopics: 0,
+    retryAfterSeconds: Math.max(1, Math.ceil(config.retryMs / 1000)),
+    clock: deps.clock,
+    random: deps.random,
+  });
+  return {
+    auth,
+    credentials: { cookieName: optional(config.authCookie), queryToken: config.authQueryToken },
+    cors,
+    admission,
+    tokenExpiryWarnMs: config.tokenExpiryWarnMs,
+  };
+}
