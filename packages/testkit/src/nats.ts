@@ -420,7 +420,7 @@ async function createNode(spec: NodeSpec): Promise<Node> {
     if (spec.jetstream) {
       const url = `nats://${HOST}:${port}`;
       const answered = await pollUntil(current, deadline, async () => {
-        const problem = await jetstreamAnswers([url], tokenOf(spec.config));
+        const problem = await jetstreamAnswers([url], loginOf(spec.config));
         if (problem !== undefined) last = problem;
         return problem === undefined;
       });
@@ -503,13 +503,27 @@ async function createNode(spec: NodeSpec): Promise<Node> {
 }
 
 /** Undefined when a client can connect to `servers` and JetStream answers an account-info request; else the problem. */
-/** The token of an `authorization { token }` config, so readiness checks can log in. */
-function tokenOf(config: Record<string, unknown>): string | undefined {
+/**
+ * How readiness checks log in to a server with an `authorization` block: its `token`, or the first
+ * of its `users` (which needs JetStream API permissions).
+ */
+function loginOf(config: Record<string, unknown>): Login {
   const auth = config['authorization'];
-  return isPlainObject(auth) && typeof auth['token'] === 'string' ? auth['token'] : undefined;
+  if (!isPlainObject(auth)) return {};
+  if (typeof auth['token'] === 'string') return { token: auth['token'] };
+  const first = Array.isArray(auth['users']) ? auth['users'][0] : undefined;
+  return isPlainObject(first) && typeof first['user'] === 'string' && typeof first['password'] === 'string'
+    ? { user: first['user'], pass: first['password'] }
+    : {};
 }
 
-async function jetstreamAnswers(servers: string[], token?: string): Promise<string | undefined> {
+interface Login {
+  readonly token?: string;
+  readonly user?: string;
+  readonly pass?: string;
+}
+
+async function jetstreamAnswers(servers: string[], login: Login = {}): Promise<string | undefined> {
   let nc: Awaited<ReturnType<typeof connect>> | undefined;
   try {
     nc = await connect({
@@ -517,7 +531,7 @@ async function jetstreamAnswers(servers: string[], token?: string): Promise<stri
       reconnect: false,
       timeout: 2_000,
       ignoreClusterUpdates: true,
-      ...(token ? { token } : {}),
+      ...login,
     });
     const jsm = await jetstreamManager(nc, { checkAPI: false, timeout: 2_000 });
     await jsm.getAccountInfo();

@@ -75,6 +75,18 @@ export const settings = {
     'JetStream: a NATS `.creds` file (user JWT and nkey seed).',
   ),
   HERALD_NATS_TOKEN_FILE: str('natsTokenFile', '', /^\S*$/, 'JetStream: a file holding a NATS auth token.'),
+  HERALD_NATS_USER: str(
+    'natsUser',
+    '',
+    /^\S*$/,
+    'JetStream: NATS user name (with HERALD_NATS_PASSWORD_FILE).',
+  ),
+  HERALD_NATS_PASSWORD_FILE: str(
+    'natsPasswordFile',
+    '',
+    /^\S*$/,
+    "JetStream: a file holding the NATS user's password.",
+  ),
   HERALD_NATS_TLS_CA_FILE: str(
     'natsTlsCaFile',
     '',

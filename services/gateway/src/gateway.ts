@@ -7,6 +7,7 @@ import { JetStreamBroker } from './broker/jetstream-broker.ts';
 import { MemoryBroker } from './broker/memory-broker.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
+import { parseControl } from './control.ts';
 import { createEdge, type Edge } from './edge.ts';
 import { createFront } from './http/front.ts';
 import { createHandler } from './http/server.ts';
@@ -57,6 +58,8 @@ function createBroker(config: Config, clock: Clock, log: Logger): Broker {
     servers: config.natsUrl.split(','),
     credsFile: file(config.natsCredsFile),
     tokenFile: file(config.natsTokenFile),
+    user: file(config.natsUser),
+    passwordFile: file(config.natsPasswordFile),
     tlsCaFile: file(config.natsTlsCaFile),
     tlsCertFile: file(config.natsTlsCertFile),
     tlsKeyFile: file(config.natsTlsKeyFile),
@@ -143,6 +146,15 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   // node:http sets up its connection tracking (closeAllConnections, headersTimeout checks) when it
   // starts listening; it never listens itself here, so it is told when the front does.
   server.on('listening', () => http.emit('listening'));
+
+  broker.onControl?.((subject, data) => {
+    const parsed = parseControl(subject, data);
+    if (!parsed.ok) return log('warn', 'control command ignored', { subject, error: parsed.error });
+    const { fraction, windowMs, version } = parsed.command;
+    if (version !== undefined && version !== config.releaseVersion) return;
+    const closing = hub.shed(fraction, windowMs);
+    log('info', 'shedding streams', { fraction, windowMs, closing, of: hub.size });
+  });
 
   let shuttingDown: Promise<void> | undefined;
   return {

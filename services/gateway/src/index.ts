@@ -18,8 +18,17 @@ export {
 export { MemoryBroker, type MemoryBrokerOptions } from './broker/memory-broker.ts';
 export { type Clock, systemClock } from './clock.ts';
 export { type Config, ConfigError, defaultConfig, parseConfig, settings, settingsTable } from './config.ts';
+export {
+  type ControlCommand,
+  type ParsedControl,
+  parseControl,
+  SHED_SUBJECT,
+  type ShedCommand,
+} from './control.ts';
+export { authOptionsOf, createEdge, type Edge, type EdgeDeps } from './edge.ts';
 export { FrameArena } from './frame-arena.ts';
 export { createGateway, type Gateway, type GatewayDeps } from './gateway.ts';
+export type { CloseReason } from './hub.ts';
 export {
   Connection,
   Hub,

@@ -2,21 +2,23 @@
  * The gateway process: the only place that reads `process.env` or installs signal handlers.
  * Exit codes: 0 after a graceful shutdown, 2 for invalid configuration, 1 for anything else.
  */
-import { ConfigError, parseConfig } from './config.ts';
-import { createGateway } from './gateway.ts';
-import { errorFields, jsonLogger } from './log.ts';
+import { type Config, ConfigError, parseConfig } from './config.ts';
+import { createGateway, type Gateway } from './gateway.ts';
+import { errorFields, jsonLogger, type Logger } from './log.ts';
 
-let config: ReturnType<typeof parseConfig>;
+let config: Config;
+let log: Logger;
+let gateway: Gateway;
 try {
   config = parseConfig(process.env);
+  log = jsonLogger(config.logLevel);
+  // Reads key files and checks origins: a bad one is a configuration error too.
+  gateway = createGateway(config, { log });
 } catch (err) {
   if (!(err instanceof ConfigError)) throw err;
   process.stderr.write(`herald: invalid configuration: ${err.message}\n`);
   process.exit(2);
 }
-
-const log = jsonLogger(config.logLevel);
-const gateway = createGateway(config, { log });
 
 process.on('uncaughtException', (err) => {
   log('error', 'uncaught exception; exiting', errorFields(err));
@@ -48,8 +50,14 @@ try {
     host: config.host,
     broker: config.broker,
     release: config.releaseVersion,
+    auth: config.auth,
     demo: config.demo ? `http://localhost:${port}/` : false,
   });
+  if (config.auth === 'none')
+    log(
+      'warn',
+      'authentication is off (HERALD_AUTH=none): anyone who reaches this port may subscribe and publish',
+    );
 } catch (err) {
   log('error', 'could not start', errorFields(err));
   process.exit(1);

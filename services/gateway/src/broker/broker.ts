@@ -78,5 +78,10 @@ export interface Broker {
   /** Follows the live feed from the current end of the stream. Returns the unsubscribe function. */
   follow(listener: BrokerListener): () => void;
   replay(request: ReplayRequest): Promise<ReplayResult>;
+  /**
+   * Fleet commands (NATS subjects `herald.ctl.>`): who may publish them is the NATS server's
+   * permissions' business. Brokers without a fleet (the embedded one) have none.
+   */
+  onControl?(handler: (subject: string, data: Uint8Array) => void): () => void;
   close(): Promise<void>;
 }

@@ -44,6 +44,8 @@ import type {
 
 /** The header that carries an event's type; plain NATS publishers may set it too. */
 export const EVENT_HEADER = 'Herald-Event';
+/** Fleet commands from the operator; see control.ts. */
+export const CONTROL_SUBJECTS = 'herald.ctl.>';
 
 export interface JetStreamBrokerOptions {
   readonly clock: Clock;
@@ -52,6 +54,8 @@ export interface JetStreamBrokerOptions {
   /** A `.creds` file (JWT + nkey seed), a token file, and TLS files: all optional paths. */
   readonly credsFile?: string | undefined;
   readonly tokenFile?: string | undefined;
+  readonly user?: string | undefined;
+  readonly passwordFile?: string | undefined;
   readonly tlsCaFile?: string | undefined;
   readonly tlsCertFile?: string | undefined;
   readonly tlsKeyFile?: string | undefined;
@@ -130,6 +134,7 @@ export class JetStreamBroker implements Broker {
   #refresh: unknown;
   #ensuring = false;
   readonly #listeners = new Set<BrokerListener>();
+  readonly #control = new Set<(subject: string, data: Uint8Array) => void>();
   readonly #sleepers = new Set<() => void>();
 
   constructor(opts: JetStreamBrokerOptions) {
@@ -149,6 +154,11 @@ export class JetStreamBroker implements Broker {
     void this.#connect().catch((err: unknown) =>
       this.#opts.log('error', 'nats connection failed for good', { error: String(err) }),
     );
+  }
+
+  onControl(handler: (subject: string, data: Uint8Array) => void): () => void {
+    this.#control.add(handler);
+    return () => this.#control.delete(handler);
   }
 
   follow(listener: BrokerListener): () => void {
@@ -251,6 +261,8 @@ export class JetStreamBroker implements Broker {
     };
     if (o.credsFile) opts.authenticator = credsAuthenticator(readFileSync(o.credsFile));
     if (o.tokenFile) opts.token = readFileSync(o.tokenFile, 'utf8').trim();
+    if (o.user) opts.user = o.user;
+    if (o.passwordFile) opts.pass = readFileSync(o.passwordFile, 'utf8').trim();
     if (o.tlsCaFile || o.tlsCertFile) {
       opts.tls = {
         ...(o.tlsCaFile ? { caFile: o.tlsCaFile } : {}),
@@ -285,6 +297,12 @@ export class JetStreamBroker implements Broker {
     this.#jsm = await jetstreamManager(nc);
     this.#opts.log('info', 'connected to nats', { server: nc.getServer() });
     void this.#watchStatus(nc);
+    // Survives reconnects: nats.js resubscribes by itself.
+    nc.subscribe(CONTROL_SUBJECTS, {
+      callback: (err, msg) => {
+        if (err === null) for (const handler of this.#control) handler(msg.subject, msg.data);
+      },
+    });
     await this.#ensureStream();
     this.#refresh = this.#opts.clock.setInterval(
       () => void this.#refreshState(),
