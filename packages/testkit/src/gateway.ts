@@ -8,6 +8,7 @@ import {
   createGateway,
   defaultConfig,
   type Gateway,
+  type Logger,
 } from '@herald/gateway';
 import { connectSse, type SseClient, type SseOptions } from './sse-client.ts';
 
@@ -39,7 +40,7 @@ export function streamPath(query: Record<string, string | readonly string[]>): s
 /** Starts a gateway in this process on 127.0.0.1, port 0. Drains instantly on close unless told otherwise. */
 export async function startGateway(
   overrides: Partial<Config> = {},
-  deps: { clock?: Clock; random?: () => number; broker?: Broker } = {},
+  deps: { clock?: Clock; random?: () => number; broker?: Broker; log?: Logger } = {},
 ): Promise<TestGateway> {
   // Authentication is off unless a test turns it on: the auth tests set it up themselves.
   const config = defaultConfig({ host: '127.0.0.1', port: 0, drainMs: 0, auth: 'none', ...overrides });
@@ -96,7 +97,13 @@ export interface GatewayProcess {
 
 export async function spawnGateway(env: Record<string, string>): Promise<GatewayProcess> {
   const child = spawn(process.execPath, ['--conditions=herald-source', MAIN], {
-    env: { PATH: process.env['PATH'] ?? '', HERALD_HOST: '127.0.0.1', HERALD_PORT: '0', HERALD_AUTH: 'none', ...env },
+    env: {
+      PATH: process.env['PATH'] ?? '',
+      HERALD_HOST: '127.0.0.1',
+      HERALD_PORT: '0',
+      HERALD_AUTH: 'none',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];

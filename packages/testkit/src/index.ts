@@ -1,3 +1,11 @@
+export {
+  mintToken,
+  TEST_HMAC_SECRET,
+  type TempFiles,
+  type TokenSpec,
+  unsignedToken,
+  writeTempFiles,
+} from './auth.ts';
 export { CHROMIUM_ARGS, chromiumPath, type LaunchChromiumOptions, launchChromium } from './chromium.ts';
 export { FakeClock } from './fake-clock.ts';
 export {
@@ -21,4 +29,12 @@ export {
   startNats,
   startNatsCluster,
 } from './nats.ts';
+export {
+  type RawOptions,
+  type RawRequestParts,
+  type RawResponse,
+  rawExchange,
+  rawRequestBytes,
+} from './raw-http.ts';
+export { type Refusal, refusalOf } from './refusal.ts';
 export { connectSse, type SseClient, type SseOptions } from './sse-client.ts';

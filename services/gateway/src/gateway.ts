@@ -115,6 +115,10 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
       // Streams outlive any request timeout; header and body limits still apply to publishes.
       requestTimeout: 0,
       headersTimeout: config.headersTimeoutMs,
+      // node:http enforces headersTimeout only when it checks its connections (every 30 s by
+      // default): check often enough that a trickled second request on a kept-alive connection
+      // is closed near its deadline.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(config.headersTimeoutMs / 4))),
       maxHeaderSize: config.maxHeaderBytes,
       keepAliveTimeout: 5_000,
     },

@@ -78,7 +78,14 @@ function parseMessage(
   if (!t.ok)
     throw fail('HERALD_TOPIC_INVALID', 'topic', `${JSON.stringify(topic.slice(0, 200))} ${t.reason}`);
   if (data === undefined) throw fail('HERALD_DATA_INVALID', 'data', 'is required');
-  const text = typeof data === 'string' ? data : JSON.stringify(data);
+  let text: string;
+  try {
+    text = typeof data === 'string' ? data : JSON.stringify(data);
+  } catch (cause) {
+    // JSON.parse takes any depth the body limit allows; JSON.stringify recurses and runs out of stack.
+    if (!(cause instanceof RangeError)) throw cause;
+    throw fail('HERALD_DATA_INVALID', 'data', 'is nested too deeply to re-encode');
+  }
   if (!text.isWellFormed())
     throw fail('HERALD_DATA_INVALID', 'data', 'contains a lone surrogate, which UTF-8 cannot carry');
   const bytes = Buffer.byteLength(text);

@@ -14,10 +14,17 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
   if (declared > limit) throw tooLarge();
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw tooLarge();
-    chunks.push(chunk);
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > limit) throw tooLarge();
+      chunks.push(chunk);
+    }
+  } catch (cause) {
+    if (cause instanceof HeraldError) throw cause;
+    // The client aborted or sent a malformed body (node:http has answered a framing error with 400):
+    // its fault, not an internal error to log.
+    throw new HeraldError('HERALD_BODY_INVALID', 'request body was not received completely', { cause });
   }
   let text: string;
   try {

@@ -1,6 +1,6 @@
 import type { Server as HttpServer } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
-import { headEnd, parseRequestHead, type RequestHead } from './request-head.ts';
+import { cannotBeHead, headEnd, parseRequestHead, type RequestHead } from './request-head.ts';
 
 /**
  * The public listener. It reads each connection's first request head and offers it to `take`;
@@ -52,9 +52,11 @@ export function createFront(opts: FrontOptions): Front {
     socket.once('close', () => clearTimeout(deadline));
     let buf: Buffer | undefined;
     const onData = (chunk: Buffer) => {
+      const scanned = buf === undefined ? 0 : buf.length - 1;
       buf = buf === undefined ? chunk : Buffer.concat([buf, chunk]);
       const end = headEnd(buf);
-      if (end === -1 && buf.length <= opts.maxHeadBytes) return;
+      // Malformed bytes go to node:http at once, to be answered 400 rather than held to the deadline.
+      if (end === -1 && buf.length <= opts.maxHeadBytes && !cannotBeHead(buf, scanned)) return;
       socket.removeListener('data', onData);
       clearTimeout(deadline);
       pending.delete(socket);

@@ -22,6 +22,26 @@ export function headEnd(buf: Buffer): number {
   return i === -1 ? -1 : i + 4;
 }
 
+/**
+ * Whether the bytes of a head still arriving already rule out one `parseRequestHead` accepts: a
+ * first byte that cannot start a method, a control character (other than HT), a bare LF or a CR
+ * not followed by LF. The caller can then hand the bytes to node:http at once, which answers 400
+ * instead of the connection waiting for a blank line that may never come. Scans from `from`, so
+ * a head arriving in many pieces is scanned once.
+ */
+export function cannotBeHead(buf: Buffer, from = 0): boolean {
+  if (buf.length > 0 && (buf[0]! < 0x41 || buf[0]! > 0x5a)) return true;
+  for (let i = Math.max(from, 0); i < buf.length; i++) {
+    const b = buf[i]!;
+    if (b === 0x0a) {
+      if (i === 0 || buf[i - 1] !== 0x0d) return true;
+    } else if (b === 0x0d) {
+      if (i + 1 < buf.length && buf[i + 1] !== 0x0a) return true;
+    } else if ((b < 0x20 && b !== 0x09) || b === 0x7f) return true;
+  }
+  return false;
+}
+
 export function parseRequestHead(buf: Buffer): RequestHead | undefined {
   const end = headEnd(buf);
   if (end === -1) return undefined;

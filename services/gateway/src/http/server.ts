@@ -37,7 +37,14 @@ export function createHandler(deps: HandlerDeps): RequestListener {
     '/v1/stream': {
       // Most streams are taken by the front before node:http sees them; these are the rest
       // (a stream requested on a kept-alive connection, or a bad request to answer).
-      GET: (req, _res, query) => acceptStream(req.socket, { query, headers: req.headers }, deps.stream),
+      GET: (req, res, query) => {
+        const accept = () => acceptStream(req.socket, { query, headers: req.headers }, deps.stream);
+        // A pipelined request waits for the responses before it (node:http hands the socket to its
+        // response then); written at once, the stream head would overtake them and they would land
+        // inside the event stream.
+        if (res.socket === null) res.once('socket', () => void accept());
+        else return accept();
+      },
     },
     '/v1/publish': {
       POST: async (req, res, query) => {

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { checkPattern, HeraldError } from '@herald/protocol';
 import { admissionError } from '../admission/index.ts';
-import { credentialsOf } from '../auth/index.ts';
+import { credentialsOf, QUERY_TOKEN_PARAM } from '../auth/index.ts';
 import type { Edge } from '../edge.ts';
 import type { Hub } from '../hub.ts';
 import { writeProblem } from './problem.ts';
@@ -17,8 +17,11 @@ export interface StreamDeps {
   readonly onError: (err: unknown, context: string) => void;
 }
 
-/** Query parameters a stream accepts; anything else is refused, so a typo (`topics=`) is not silently ignored. */
-const STREAM_PARAMS = new Set(['topic', 'lastEventId', 'release']);
+/**
+ * Query parameters a stream accepts; anything else is refused, so a typo (`topics=`) is not silently
+ * ignored. `access_token` is the auth module's to accept or refuse (it says why when it is off).
+ */
+const STREAM_PARAMS = new Set(['topic', 'lastEventId', 'release', QUERY_TOKEN_PARAM]);
 
 /** Parses and checks `GET /v1/stream` parameters; throws a HeraldError naming the bad one. */
 export function parseStreamQuery(
