@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { HeraldError } from '@herald/protocol';
 import type { JwksFetch } from './auth/index.ts';
 import type { Broker } from './broker/broker.ts';
 import { JetStreamBroker } from './broker/jetstream-broker.ts';
@@ -10,6 +11,7 @@ import type { Config } from './config.ts';
 import { parseControl } from './control.ts';
 import { createEdge, type Edge } from './edge.ts';
 import { createFront } from './http/front.ts';
+import { writeProblem } from './http/problem.ts';
 import { createHandler } from './http/server.ts';
 import { takeStream } from './http/stream.ts';
 import { Hub } from './hub.ts';
@@ -136,9 +138,17 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   http.on('clientError', (err, socket) => {
     // Malformed HTTP: answer when the socket can still take it; never crash.
     const code = (err as { code?: string }).code;
-    if (!socket.writable || code === 'ECONNRESET') return socket.destroy();
+    // As node:http's own handler: a 400 only before anything was answered on this connection,
+    // or it would land in (or be taken for) the answer to an earlier request.
+    if (!socket.writable || code === 'ECONNRESET' || (socket as Socket).bytesWritten > 0)
+      return socket.destroy();
     const status = code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
     socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  });
+  // CONNECT is not a method Herald serves; without this node:http would close without a word.
+  http.on('connect', (req, socket) => {
+    const refusal = new HeraldError('HERALD_METHOD_NOT_ALLOWED', `${req.method} is not served here`);
+    writeProblem(socket as Socket, refusal, { Allow: 'GET, POST, OPTIONS' });
   });
   const front = createFront({
     http,
