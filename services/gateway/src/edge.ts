@@ -95,11 +95,11 @@ export function authOptionsOf(config: Config, readFile: (path: string) => string
     if (err instanceof ConfigError) throw err;
     if (err instanceof AuthConfigError) {
       const variable = AUTH_VARIABLES[err.option] ?? 'HERALD_AUTH';
-      const hint =
-        err.option === 'mode' || variable === 'HERALD_AUTH'
-          ? '; configure HERALD_JWT_SECRETS_FILE, HERALD_JWT_KEYS_FILE or HERALD_JWKS_URL, or set HERALD_AUTH=none to run without authentication'
-          : '';
-      throw new ConfigError(variable, `${err.message}${hint}`);
+      const message =
+        variable === 'HERALD_AUTH'
+          ? 'is jwt (the default) but no key is configured: set HERALD_JWT_SECRETS_FILE, HERALD_JWT_KEYS_FILE, HERALD_JWKS_URL or HERALD_API_KEYS_FILE, or set HERALD_AUTH=none to run without authentication'
+          : err.message;
+      throw new ConfigError(variable, message);
     }
     // Key and API key file parsers name the line or key position, never the secret.
     const variable = /api key/i.test((err as Error).message)

@@ -18,7 +18,9 @@ let base: string;
 let browser: Browser;
 
 before(async () => {
-  gw = createGateway(defaultConfig({ host: '127.0.0.1', port: 0, demo: true, retryMs: 200, drainMs: 0 }));
+  gw = createGateway(
+    defaultConfig({ auth: 'none', host: '127.0.0.1', port: 0, demo: true, retryMs: 200, drainMs: 0 }),
+  );
   base = `http://127.0.0.1:${await gw.listen()}`;
   browser = await launchChromium();
 });

@@ -76,13 +76,20 @@ describe('shutdown', () => {
     assert.ok(gw.lines.some((l) => l.includes('"msg":"stopped"')));
   });
 
-  it('config - an invalid or unknown HERALD_* variable stops the process with exit 2 naming it', async () => {
+  it('config - an invalid or unknown HERALD_* variable, an unreadable key file, or auth on without keys stops the process with exit 2 naming the variable', async () => {
     const cases: Array<[Record<string, string>, RegExp]> = [
       [{ HERALD_PORT: 'eighty' }, /HERALD_PORT: expected a whole number, got "eighty"/],
       [{ HERALD_PORT: '70000' }, /HERALD_PORT: must be between 0 and 65535/],
       [{ HERALD_BROKER: 'kafka' }, /HERALD_BROKER: expected one of memory/],
       [{ HERALD_DEMO: 'yes' }, /HERALD_DEMO: expected 1, 0, true or false/],
       [{ HERALD_HEARTBEAT_SECONDS: '5' }, /HERALD_HEARTBEAT_SECONDS: is not a Herald setting/],
+      [{}, /HERALD_AUTH: is jwt \(the default\) but no key is configured: .* or set HERALD_AUTH=none/],
+      [
+        { HERALD_JWT_SECRETS_FILE: '/nonexistent/secrets' },
+        /HERALD_JWT_SECRETS_FILE: cannot read \/nonexistent\/secrets/,
+      ],
+      [{ HERALD_AUTH: 'none', HERALD_CORS_ORIGINS: 'https://a.example/path' }, /HERALD_CORS_ORIGINS: /],
+      [{ HERALD_AUTH: 'none', HERALD_JWT_ALGORITHMS: 'none' }, /HERALD_JWT_ALGORITHMS: /],
     ];
     for (const [env, message] of cases) {
       const { code, stderr } = await runGatewayToExit(env);
