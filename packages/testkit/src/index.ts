@@ -37,4 +37,5 @@ export {
   rawRequestBytes,
 } from './raw-http.ts';
 export { type Refusal, refusalOf } from './refusal.ts';
+export { seededRandom } from './seeded-random.ts';
 export { connectSse, type SseClient, type SseOptions } from './sse-client.ts';

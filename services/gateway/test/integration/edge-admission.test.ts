@@ -6,6 +6,7 @@ import {
   type Refusal,
   refusalOf,
   type SseClient,
+  seededRandom,
   startGateway,
   TEST_HMAC_SECRET,
   until,
@@ -13,18 +14,6 @@ import {
 } from '@herald/testkit';
 
 const NO_REFUSALS = { 'pod-full': 0, rate: 0, 'ip-full': 0, 'subject-full': 0, topics: 0 };
-
-/** A seeded uniform [0, 1) source (mulberry32), so jitter is reproducible run after run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Retry-After of a refusal, checked against the problem body's `retryAfter`. */
 function retryAfterOf(r: Refusal): number {
@@ -135,7 +124,7 @@ describe('edge admission - caps and connect rate', () => {
     const clock = new FakeClock();
     const gw = await startGateway(
       { connectRate: RATE, connectBurst: BURST, retryMs: RETRY_MS },
-      { clock, random: seeded(42) },
+      { clock, random: seededRandom(42) },
     );
     t.after(() => gw.close());
     let n = 0;

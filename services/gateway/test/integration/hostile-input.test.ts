@@ -8,6 +8,7 @@ import {
   rawExchange,
   rawRequestBytes,
   type SseClient,
+  seededRandom,
   startGateway,
   type TestGateway,
 } from '@herald/testkit';
@@ -361,7 +362,7 @@ async function startHarness(overrides: Partial<Config>, casesPerEvent: number): 
   const errors: unknown[] = [];
   tally = new Map();
   const gw = await startGateway(overrides, {
-    random: seeded(SEED),
+    random: seededRandom(SEED),
     log: (level, msg, fields) => {
       if (level === 'error') errors.push({ msg, ...fields });
     },
@@ -414,18 +415,6 @@ async function finishHarness(h: Harness): Promise<void> {
   assert.equal(health.status, 200);
   assert.deepEqual(await health.json(), { status: 'ok' });
   assert.deepEqual(h.errors, [], 'the gateway logged no internal error');
-}
-
-/** A small seeded PRNG (mulberry32) for the gateway's jitter. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 async function check<T>(
