@@ -1,5 +1,6 @@
 export { type Cursor, EPOCH_PATTERN, formatCursor, isEpoch, parseCursor } from './cursor.ts';
 export { type ErrorCode, ErrorCodes, HeraldError, type Problem, toProblem } from './errors.ts';
+export { type MetricName, Metrics } from './metrics.ts';
 export {
   EVENT_TYPE_PATTERN,
   encodeComment,
