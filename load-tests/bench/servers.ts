@@ -212,6 +212,7 @@ function launchGateway(
     HERALD_HEARTBEAT_MS: '15000',
     // Authentication is not what is measured (the same token check per connect in every server).
     HERALD_AUTH: 'none',
+    HERALD_METRICS_PORT: '0',
     // Stop at once when the session ends: draining is not what is measured.
     HERALD_DRAIN_MS: '0',
     ...env,

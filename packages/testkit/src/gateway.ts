@@ -43,7 +43,14 @@ export async function startGateway(
   deps: { clock?: Clock; random?: () => number; broker?: Broker; log?: Logger } = {},
 ): Promise<TestGateway> {
   // Authentication is off unless a test turns it on: the auth tests set it up themselves.
-  const config = defaultConfig({ host: '127.0.0.1', port: 0, drainMs: 0, auth: 'none', ...overrides });
+  const config = defaultConfig({
+    host: '127.0.0.1',
+    port: 0,
+    metricsPort: 0,
+    drainMs: 0,
+    auth: 'none',
+    ...overrides,
+  });
   const gateway = createGateway(config, deps);
   const port = await gateway.listen();
   const url = `http://127.0.0.1:${port}`;
@@ -101,6 +108,7 @@ export async function spawnGateway(env: Record<string, string>): Promise<Gateway
       PATH: process.env['PATH'] ?? '',
       HERALD_HOST: '127.0.0.1',
       HERALD_PORT: '0',
+      HERALD_METRICS_PORT: '0',
       HERALD_AUTH: 'none',
       ...env,
     },

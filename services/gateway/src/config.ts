@@ -56,6 +56,13 @@ export const settings = {
     65535,
     'TCP port for streams, publishes and probes (0 picks a free port).',
   ),
+  HERALD_METRICS_PORT: int(
+    'metricsPort',
+    9464,
+    0,
+    65535,
+    'Internal TCP port serving Prometheus metrics at `/metrics` (0 picks a free port). Keep it off the public network.',
+  ),
   HERALD_BROKER: oneOf(
     'broker',
     'memory',

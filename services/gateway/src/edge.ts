@@ -1,4 +1,5 @@
-import { Admission } from './admission/index.ts';
+import { type ErrorCode, HeraldError } from '@herald/protocol';
+import { Admission, type AdmissionReason } from './admission/index.ts';
 import {
   AuthConfigError,
   Authenticator,
@@ -25,6 +26,76 @@ export interface Edge {
   readonly admission: Admission;
   /** The stream gets `herald.token-expiring` this long before its token expires (ms). */
   readonly tokenExpiryWarnMs: number;
+  /** What the edge let in and kept out; monotonic counts, read by the metrics. */
+  readonly stats: EdgeStats;
+}
+
+/** Why a request was refused, as the metrics label it. */
+export type RejectionReason =
+  | 'pod_full'
+  | 'rate'
+  | 'ip_full'
+  | 'subject_full'
+  | 'topics'
+  | 'unauthenticated'
+  | 'forbidden'
+  | 'origin'
+  | 'auth_unavailable'
+  | 'broker_unavailable'
+  | 'invalid';
+
+export const REJECTION_REASONS: readonly RejectionReason[] = [
+  'pod_full',
+  'rate',
+  'ip_full',
+  'subject_full',
+  'topics',
+  'unauthenticated',
+  'forbidden',
+  'origin',
+  'auth_unavailable',
+  'broker_unavailable',
+  'invalid',
+];
+
+export interface EdgeStats {
+  /** Stream requests: served, refused with a problem, or turned away with a `retry:` (draining). */
+  readonly connects: { accepted: number; rejected: number; turned_away: number };
+  readonly rejections: Record<RejectionReason, number>;
+  /** Events stored through the publish API (duplicates not counted). */
+  published: number;
+}
+
+const BY_ADMISSION: Record<AdmissionReason, RejectionReason> = {
+  'pod-full': 'pod_full',
+  rate: 'rate',
+  'ip-full': 'ip_full',
+  'subject-full': 'subject_full',
+  topics: 'topics',
+};
+
+const BY_CODE: Partial<Record<ErrorCode, RejectionReason>> = {
+  HERALD_UNAUTHENTICATED: 'unauthenticated',
+  HERALD_TOKEN_INVALID: 'unauthenticated',
+  HERALD_TOKEN_EXPIRED: 'unauthenticated',
+  HERALD_TOKEN_NOT_YET_VALID: 'unauthenticated',
+  HERALD_API_KEY_INVALID: 'unauthenticated',
+  HERALD_FORBIDDEN: 'forbidden',
+  HERALD_ORIGIN_FORBIDDEN: 'origin',
+  HERALD_AUTH_UNAVAILABLE: 'auth_unavailable',
+  HERALD_BROKER_UNAVAILABLE: 'broker_unavailable',
+  HERALD_TOO_MANY_TOPICS: 'topics',
+};
+
+/** Counts a refusal by its reason: the admission reason when there is one, else by error code. */
+export function countRejection(stats: EdgeStats, err: unknown, admission?: AdmissionReason): void {
+  const reason =
+    admission !== undefined
+      ? BY_ADMISSION[admission]
+      : err instanceof HeraldError
+        ? (BY_CODE[err.code] ?? 'invalid')
+        : 'invalid';
+  stats.rejections[reason]++;
 }
 
 /** Which variable each auth option comes from, so a bad one is reported by the name the user set. */
@@ -144,5 +215,10 @@ export function createEdge(config: Config, deps: EdgeDeps): Edge {
     cors,
     admission,
     tokenExpiryWarnMs: config.tokenExpiryWarnMs,
+    stats: {
+      connects: { accepted: 0, rejected: 0, turned_away: 0 },
+      rejections: Object.fromEntries(REJECTION_REASONS.map((r) => [r, 0])) as Record<RejectionReason, number>,
+      published: 0,
+    },
   };
 }

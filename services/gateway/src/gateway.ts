@@ -11,11 +11,12 @@ import type { Config } from './config.ts';
 import { parseControl } from './control.ts';
 import { createEdge, type Edge } from './edge.ts';
 import { createFront } from './http/front.ts';
-import { writeProblem } from './http/problem.ts';
+import { sendProblem, writeProblem } from './http/problem.ts';
 import { createHandler } from './http/server.ts';
-import { takeStream } from './http/stream.ts';
+import { splitTarget, takeStream } from './http/stream.ts';
 import { Hub } from './hub.ts';
 import { errorFields, type Logger } from './log.ts';
+import { createMetrics, type GatewayMetrics } from './telemetry/metrics.ts';
 
 export interface GatewayDeps {
   readonly clock?: Clock;
@@ -35,8 +36,11 @@ export interface Gateway {
   readonly hub: Hub;
   readonly broker: Broker;
   readonly edge: Edge;
+  readonly metrics: GatewayMetrics;
   /** Starts the broker and listens; resolves with the bound port. */
   listen(): Promise<number>;
+  /** The internal port serving `/metrics`, once listening. */
+  metricsPort(): number;
   /**
    * Graceful shutdown: readiness fails and new streams are refused at once, open streams close
    * spread over `config.drainMs` with a jittered `retry:`, then the server and broker close.
@@ -90,6 +94,13 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     ...(deps.fetch === undefined ? {} : { fetch: deps.fetch }),
   });
   const broker = deps.broker ?? createBroker(config, clock, log);
+  const metrics = createMetrics({
+    hub: () => hub,
+    edge,
+    broker,
+    clock,
+    releaseVersion: config.releaseVersion,
+  });
   const hub = new Hub(broker, {
     clock,
     random,
@@ -101,7 +112,13 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     // Gateways sharing a stream see it a few milliseconds apart; one process sees it whole.
     aheadGraceMs: config.broker === 'jetstream' ? 2000 : 0,
     maxQueuedBytes: config.maxQueuedBytes,
+    onFanout: metrics.onFanout,
     onError,
+  });
+  const internal = createServer((req, res) => {
+    if (req.method === 'GET' && splitTarget(req.url ?? '/').path === '/metrics')
+      return metrics.handle(req, res);
+    sendProblem(res, new HeraldError('HERALD_NOT_FOUND', 'the internal port serves GET /metrics only'));
   });
   const retryAfterSeconds = Math.max(1, Math.ceil(config.retryMs / 1000));
   const stream = {
@@ -175,9 +192,18 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     hub,
     broker,
     edge,
+    metrics,
+    metricsPort: () => (internal.address() as AddressInfo).port,
     async listen() {
       await edge.auth.start();
       await broker.start();
+      await new Promise<void>((resolve, reject) => {
+        internal.once('error', reject);
+        internal.listen(config.metricsPort, config.host, () => {
+          internal.off('error', reject);
+          resolve();
+        });
+      });
       hub.start();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -201,6 +227,9 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
         await closed;
         await broker.close();
         edge.auth.close();
+        await new Promise<void>((resolve) => internal.close(() => resolve()));
+        internal.closeAllConnections();
+        await metrics.close();
         log('info', 'stopped');
       })();
       return shuttingDown;

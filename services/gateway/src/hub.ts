@@ -70,11 +70,16 @@ export interface HubOptions {
    * Default 1 MiB.
    */
   readonly maxQueuedBytes?: number;
+  /** Called once per live event fanned out, with how many streams it went to (for metrics). */
+  readonly onFanout?: (e: StoredEvent, streams: number) => void;
   readonly onError?: (err: unknown, context: string) => void;
 }
 
 /** Why the hub closed a connection itself. */
 export type CloseReason = 'drain' | 'shed' | 'slow' | 'token-expired' | 'replay-failed' | 'reset';
+
+/** Where a stream opened with a cursor got what it missed. */
+export type ResumeSource = 'ring' | 'log' | 'reset';
 
 const HEARTBEAT = Buffer.from(encodeComment());
 /** Every topic: what the ring is warmed with. */
@@ -119,7 +124,22 @@ export interface OpenRequest {
 }
 
 export class Hub {
-  readonly #opts: Required<Omit<HubOptions, 'onError'>> & Pick<HubOptions, 'onError'>;
+  readonly #opts: Required<Omit<HubOptions, 'onError' | 'onFanout'>> &
+    Pick<HubOptions, 'onError' | 'onFanout'>;
+  /** Streams that ended, by reason: the client went away, or the hub closed them. Monotonic. */
+  readonly closes: Record<CloseReason | 'client', number> = {
+    client: 0,
+    drain: 0,
+    shed: 0,
+    slow: 0,
+    'token-expired': 0,
+    'replay-failed': 0,
+    reset: 0,
+  };
+  /** Streams opened with a cursor, by where their missed events came from. Monotonic. */
+  readonly resumes: Record<ResumeSource, number> = { ring: 0, log: 0, reset: 0 };
+  /** Live events written to streams (one per event per stream). Monotonic. */
+  delivered = 0;
   readonly #broker: Broker;
   readonly #connections = new Set<Connection>();
   readonly #exact = new Map<string, Set<Connection>>();
@@ -197,6 +217,11 @@ export class Hub {
     return this.#draining !== undefined;
   }
 
+  /** The newest sequence this gateway's live feed has delivered. */
+  get head(): number {
+    return this.#head;
+  }
+
   /** Log replays (and ring warm-ups) in progress, each with at most one broker fetch in flight. */
   get replaying(): number {
     return this.#replays.running;
@@ -221,6 +246,7 @@ export class Hub {
         this.#enqueue(c, this.#idOnly(head));
         break;
       case 'reset':
+        if (plan.reason !== 'malformed') this.resumes.reset++;
         if (plan.reason === 'ahead' && plan.from !== undefined && this.#opts.aheadGraceMs > 0) {
           this.#awaitAhead(c, plan.from.seq);
           break;
@@ -228,6 +254,7 @@ export class Hub {
         this.#sendReset(c, plan.reason, plan.from === undefined ? null : formatCursor(plan.from));
         break;
       case 'ring': {
+        this.resumes.ring++;
         c.lastSeq = plan.after;
         const { chunks, last } = this.#ring.collect(plan.after, topicMatcher(c.patterns));
         for (const chunk of chunks) this.#enqueue(c, chunk);
@@ -236,6 +263,7 @@ export class Hub {
         break;
       }
       case 'log':
+        this.resumes.log++;
         c.lastSeq = plan.after;
         c.pending = [];
         void this.#replayLog(c, head, formatCursor({ epoch: this.#epoch, seq: plan.after }));
@@ -245,16 +273,6 @@ export class Hub {
     if (req.expiresAt !== undefined) this.#expireAt(c, req.expiresAt, req.expiryWarnMs ?? 0);
     return c;
   }
-
-  /** Counts of connections the hub closed itself, by reason. */
-  readonly closes: Record<CloseReason, number> = {
-    drain: 0,
-    shed: 0,
-    slow: 0,
-    'token-expired': 0,
-    'replay-failed': 0,
-    reset: 0,
-  };
 
   /**
    * Closes `fraction` (0–1) of the open streams, chosen at random, spread over `windowMs` with a
@@ -297,6 +315,11 @@ export class Hub {
   /** The client went away (or the adapter gave up on it). Idempotent. */
   remove(c: Connection): void {
     if (c.closed) return;
+    this.closes.client++;
+    this.#drop(c);
+  }
+
+  #drop(c: Connection): void {
     c.closed = true;
     if (c.timers !== undefined) for (const t of c.timers) this.#opts.clock.clearTimeout(t);
     this.#unregister(c);
@@ -310,7 +333,7 @@ export class Hub {
     const q = c.queue;
     c.queue = undefined;
     c.sink.end(q === undefined ? retry : Buffer.concat([...(Array.isArray(q) ? q : [q]), retry]));
-    this.remove(c);
+    this.#drop(c);
   }
 
   /**
@@ -526,26 +549,31 @@ export class Hub {
     this.#head = e.seq;
     const frame = this.#arena.append(this.#encodeText(e));
     this.#ring.push(e, frame);
+    let streams = 0;
     const exact = this.#exact.get(e.topic);
-    if (exact !== undefined) for (const c of exact) this.#deliver(c, e, frame);
+    if (exact !== undefined) for (const c of exact) streams += this.#deliver(c, e, frame);
     if (this.#wildcards.size > 0) {
       const tokens = e.topic.split('.');
       for (const w of this.#wildcards.values()) {
-        if (matchTokens(w.tokens, tokens)) for (const c of w.conns) this.#deliver(c, e, frame);
+        if (matchTokens(w.tokens, tokens)) for (const c of w.conns) streams += this.#deliver(c, e, frame);
       }
     }
+    this.delivered += streams;
+    this.#opts.onFanout?.(e, streams);
   }
 
   /** Queues one event to one client, once: a client matching it through several patterns gets it once. */
-  #deliver(c: Connection, e: StoredEvent, frame: Buffer, replay = false): void {
-    if (c.lastSeq >= e.seq) return;
+  /** Returns 1 when the event was queued to be written now, else 0 (a duplicate, or held). */
+  #deliver(c: Connection, e: StoredEvent, frame: Buffer, replay = false): number {
+    if (c.lastSeq >= e.seq) return 0;
     if (c.pending !== undefined && !replay) {
       if (c.pending.length < this.#opts.ringSize) c.pending.push({ e, frame });
       else c.overflowed = true;
-      return;
+      return 0;
     }
     c.lastSeq = e.seq;
     this.#enqueue(c, frame);
+    return 1;
   }
 
   #onReset(state: StreamState, reason: 'epoch' | 'expired'): void {
@@ -590,7 +618,7 @@ export class Hub {
         // It has not read what it was sent; more would only pile up here.
         this.closes.slow++;
         sink.destroy();
-        this.remove(c);
+        this.#drop(c);
         continue;
       }
       if (!Array.isArray(q)) sink.write(q);

@@ -51,6 +51,7 @@ try {
     broker: config.broker,
     release: config.releaseVersion,
     auth: config.auth,
+    metricsPort: gateway.metricsPort(),
     demo: config.demo ? `http://localhost:${port}/` : false,
   });
   if (config.auth === 'none')

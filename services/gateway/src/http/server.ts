@@ -2,7 +2,7 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import { formatCursor, HeraldError } from '@herald/protocol';
 import { credentialsOf } from '../auth/index.ts';
 import type { Broker } from '../broker/broker.ts';
-import type { Edge } from '../edge.ts';
+import { countRejection, type Edge } from '../edge.ts';
 import type { Hub } from '../hub.ts';
 import { type PublishLimits, parsePublish } from '../publish.ts';
 import { readJson } from './body.ts';
@@ -74,6 +74,7 @@ export function createHandler(deps: HandlerDeps): RequestListener {
         } catch (cause) {
           throw unavailable('the broker did not store the messages; retry', cause);
         }
+        edge.stats.published += acks.filter((a) => !a.duplicate).length;
         const epoch = broker.state().epoch;
         const results = acks.map((a) => ({
           id: formatCursor({ epoch, seq: a.seq }),
@@ -117,6 +118,7 @@ export function createHandler(deps: HandlerDeps): RequestListener {
     const route = methods?.[req.method ?? ''];
     const fail = (err: unknown) => {
       if (!(err instanceof HeraldError)) deps.onError(err, `${req.method} ${path}`);
+      countRejection(edge.stats, err);
       const headers: Record<string, string> = {};
       if (err instanceof HeraldError && err.status === 503)
         headers['Retry-After'] = String(deps.retryAfterSeconds);

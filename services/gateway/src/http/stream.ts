@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { checkPattern, HeraldError } from '@herald/protocol';
 import { admissionError } from '../admission/index.ts';
 import { credentialsOf, QUERY_TOKEN_PARAM } from '../auth/index.ts';
-import type { Edge } from '../edge.ts';
+import { countRejection, type Edge } from '../edge.ts';
 import type { Hub } from '../hub.ts';
 import { writeProblem } from './problem.ts';
 import type { RequestHead } from './request-head.ts';
@@ -106,6 +106,7 @@ export async function acceptStream(socket: Socket, req: StreamRequest, deps: Str
     edge.auth.authorize(principal, 'subscribe', topics);
     if (socket.destroyed) return;
     if (hub.draining || !hub.live) {
+      edge.stats.connects.turned_away++;
       writeStreamHead(socket, deps.releaseVersion, cors.headers);
       hub.turnAway(socket, hub.draining ? 'draining; reconnect' : 'broker not reached yet; reconnect');
       return;
@@ -116,6 +117,8 @@ export async function acceptStream(socket: Socket, req: StreamRequest, deps: Str
       topics: topics.length,
     });
     if (!decision.ok) {
+      edge.stats.connects.rejected++;
+      countRejection(edge.stats, undefined, decision.reason);
       const retry = decision.retryAfterSeconds;
       writeProblem(socket, admissionError(decision), {
         ...cors.headers,
@@ -123,6 +126,7 @@ export async function acceptStream(socket: Socket, req: StreamRequest, deps: Str
       });
       return;
     }
+    edge.stats.connects.accepted++;
     writeStreamHead(socket, deps.releaseVersion, cors.headers);
     const conn = hub.open(socket, {
       topics,
@@ -136,6 +140,8 @@ export async function acceptStream(socket: Socket, req: StreamRequest, deps: Str
     });
   } catch (err) {
     if (!(err instanceof HeraldError)) deps.onError(err, 'stream');
+    edge.stats.connects.rejected++;
+    countRejection(edge.stats, err);
     const retry: Record<string, string> =
       err instanceof HeraldError && err.status === 503
         ? { 'Retry-After': String(deps.retryAfterSeconds) }

@@ -19,7 +19,15 @@ let browser: Browser;
 
 before(async () => {
   gw = createGateway(
-    defaultConfig({ auth: 'none', host: '127.0.0.1', port: 0, demo: true, retryMs: 200, drainMs: 0 }),
+    defaultConfig({
+      auth: 'none',
+      metricsPort: 0,
+      host: '127.0.0.1',
+      port: 0,
+      demo: true,
+      retryMs: 200,
+      drainMs: 0,
+    }),
   );
   base = `http://127.0.0.1:${await gw.listen()}`;
   browser = await launchChromium();

@@ -42,7 +42,7 @@ let port: number;
 let browser: Browser;
 
 before(async () => {
-  gw = createGateway(defaultConfig({ auth: 'none', ...config, port: 0 }));
+  gw = createGateway(defaultConfig({ auth: 'none', metricsPort: 0, ...config, port: 0 }));
   port = await gw.listen();
   browser = await launchChromium();
 });
@@ -171,7 +171,7 @@ test('browser - after the gateway restarts on a new embedded broker, the EventSo
 
   // Same port, new process state: the embedded broker's history and epoch are gone.
   await gw.shutdown();
-  gw = createGateway(defaultConfig({ auth: 'none', ...config, port }));
+  gw = createGateway(defaultConfig({ auth: 'none', metricsPort: 0, ...config, port }));
   await gw.listen();
   await waitFor(page, 'opens', 2);
   await waitFor(page, 'got', 2);
