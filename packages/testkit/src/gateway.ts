@@ -2,13 +2,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import {
-  type Broker,
-  type Clock,
   type Config,
   createGateway,
   defaultConfig,
   type Gateway,
-  type Logger,
+  type GatewayDeps,
 } from '@herald/gateway';
 import { connectSse, type SseClient, type SseOptions } from './sse-client.ts';
 
@@ -40,7 +38,7 @@ export function streamPath(query: Record<string, string | readonly string[]>): s
 /** Starts a gateway in this process on 127.0.0.1, port 0. Drains instantly on close unless told otherwise. */
 export async function startGateway(
   overrides: Partial<Config> = {},
-  deps: { clock?: Clock; random?: () => number; broker?: Broker; log?: Logger } = {},
+  deps: GatewayDeps = {},
 ): Promise<TestGateway> {
   // Authentication is off unless a test turns it on: the auth tests set it up themselves.
   const config = defaultConfig({

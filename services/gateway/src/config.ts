@@ -350,6 +350,12 @@ export const settings = {
     'Largest request head (bytes); beyond it 431.',
   ),
   HERALD_DEMO: bool('demo', false, 'Serve the demo page at `/`.'),
+  HERALD_TRACE_PING_RATIO: str(
+    'tracePingRatio',
+    '0.01',
+    /^(0(\.\d{1,6})?|1(\.0{1,6})?)$/,
+    'Share of heartbeats traced as `sse.ping` spans (0–1), when tracing is on (`OTEL_EXPORTER_OTLP_ENDPOINT`).',
+  ),
   HERALD_LOG_LEVEL: oneOf(
     'logLevel',
     'info',

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { HeraldError } from '@herald/protocol';
+import { type Tracer, trace } from '@opentelemetry/api';
 import type { JwksFetch } from './auth/index.ts';
 import type { Broker } from './broker/broker.ts';
 import { JetStreamBroker } from './broker/jetstream-broker.ts';
@@ -17,6 +18,7 @@ import { splitTarget, takeStream } from './http/stream.ts';
 import { Hub } from './hub.ts';
 import { errorFields, type Logger } from './log.ts';
 import { createMetrics, type GatewayMetrics } from './telemetry/metrics.ts';
+import { StreamTracing } from './telemetry/tracing.ts';
 
 export interface GatewayDeps {
   readonly clock?: Clock;
@@ -29,6 +31,8 @@ export interface GatewayDeps {
   readonly readFile?: (path: string) => string;
   /** Fetches the JWKS; default `globalThis.fetch`. */
   readonly fetch?: JwksFetch;
+  /** Where spans go; default the global tracer provider's (a no-op unless main.ts set one up). */
+  readonly tracer?: Tracer;
 }
 
 /** One gateway: broker, fan-out hub and HTTP server, wired together. */
@@ -101,6 +105,11 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     clock,
     releaseVersion: config.releaseVersion,
   });
+  const tracing = new StreamTracing(deps.tracer ?? trace.getTracer('herald-gateway'), {
+    releaseVersion: config.releaseVersion,
+    pingRatio: Number(config.tracePingRatio),
+    random,
+  });
   const hub = new Hub(broker, {
     clock,
     random,
@@ -112,7 +121,13 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     // Gateways sharing a stream see it a few milliseconds apart; one process sees it whole.
     aheadGraceMs: config.broker === 'jetstream' ? 2000 : 0,
     maxQueuedBytes: config.maxQueuedBytes,
-    onFanout: metrics.onFanout,
+    onFanout: (e, streams) => {
+      metrics.onFanout(e, streams);
+      tracing.delivered(e, streams);
+    },
+    onResumed: (c, source, events) => tracing.resumed(c, source, events),
+    onHeartbeat: (c) => tracing.heartbeat(c),
+    onClosed: (c, reason) => tracing.closed(c, reason, clock.now()),
     onError,
   });
   const internal = createServer((req, res) => {
@@ -124,6 +139,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   const stream = {
     hub,
     edge,
+    tracing,
     releaseVersion: config.releaseVersion,
     maxTopics: config.maxTopics,
     retryAfterSeconds,

@@ -72,6 +72,12 @@ export interface HubOptions {
   readonly maxQueuedBytes?: number;
   /** Called once per live event fanned out, with how many streams it went to (for metrics). */
   readonly onFanout?: (e: StoredEvent, streams: number) => void;
+  /** A stream's resume is done: what it missed was sent (ring, log) or it was reset. For tracing. */
+  readonly onResumed?: (c: Connection, source: ResumeSource, events: number) => void;
+  /** A heartbeat went to an idle stream. For tracing. */
+  readonly onHeartbeat?: (c: Connection) => void;
+  /** A stream ended. For tracing. */
+  readonly onClosed?: (c: Connection, reason: CloseReason | 'client') => void;
   readonly onError?: (err: unknown, context: string) => void;
 }
 
@@ -105,6 +111,14 @@ export class Connection {
   closed = false;
   /** Token expiry timers, cleared when the connection goes. */
   timers: unknown[] | undefined;
+  /** When it opened (ms since the Unix epoch), events and bytes written to it: for its disconnect. */
+  openedAt = 0;
+  events = 0;
+  bytes = 0;
+  /** The adapter's trace context for this stream; opaque to the hub. */
+  trace: unknown;
+  /** Where its resume came from; undefined for a fresh stream. */
+  resume: ResumeSource | undefined;
 
   constructor(sink: Sink, patterns: readonly CompiledPattern[]) {
     this.sink = sink;
@@ -121,11 +135,14 @@ export interface OpenRequest {
   readonly expiresAt?: number | undefined;
   /** How long before `expiresAt` the `herald.token-expiring` event goes out (ms). */
   readonly expiryWarnMs?: number;
+  /** Stored on the connection for the hooks (a trace context). */
+  readonly trace?: unknown;
 }
 
+type Hook = 'onError' | 'onFanout' | 'onResumed' | 'onHeartbeat' | 'onClosed';
+
 export class Hub {
-  readonly #opts: Required<Omit<HubOptions, 'onError' | 'onFanout'>> &
-    Pick<HubOptions, 'onError' | 'onFanout'>;
+  readonly #opts: Required<Omit<HubOptions, Hook>> & Pick<HubOptions, Hook>;
   /** Streams that ended, by reason: the client went away, or the hub closed them. Monotonic. */
   readonly closes: Record<CloseReason | 'client', number> = {
     client: 0,
@@ -230,6 +247,8 @@ export class Hub {
   /** Opens a stream: the opening lines, then a resume (or reset), then live events. */
   open(sink: Sink, req: OpenRequest): Connection {
     const c = new Connection(sink, req.topics.map(compilePattern));
+    c.openedAt = this.#opts.clock.now();
+    c.trace = req.trace;
     const state = this.#broker.state();
     const head = this.#head;
     const plan = planResume(req.lastEventId, {
@@ -246,24 +265,30 @@ export class Hub {
         this.#enqueue(c, this.#idOnly(head));
         break;
       case 'reset':
-        if (plan.reason !== 'malformed') this.resumes.reset++;
         if (plan.reason === 'ahead' && plan.from !== undefined && this.#opts.aheadGraceMs > 0) {
           this.#awaitAhead(c, plan.from.seq);
           break;
         }
+        this.resumes.reset++;
+        c.resume = 'reset';
+        this.#opts.onResumed?.(c, 'reset', 0);
         this.#sendReset(c, plan.reason, plan.from === undefined ? null : formatCursor(plan.from));
         break;
       case 'ring': {
         this.resumes.ring++;
+        c.resume = 'ring';
         c.lastSeq = plan.after;
-        const { chunks, last } = this.#ring.collect(plan.after, topicMatcher(c.patterns));
+        const { chunks, last, count } = this.#ring.collect(plan.after, topicMatcher(c.patterns));
         for (const chunk of chunks) this.#enqueue(c, chunk);
         if (last !== undefined) c.lastSeq = last;
+        c.events += count;
+        this.#opts.onResumed?.(c, 'ring', count);
         this.#moveTo(c, head);
         break;
       }
       case 'log':
         this.resumes.log++;
+        c.resume = 'log';
         c.lastSeq = plan.after;
         c.pending = [];
         void this.#replayLog(c, head, formatCursor({ epoch: this.#epoch, seq: plan.after }));
@@ -316,11 +341,12 @@ export class Hub {
   remove(c: Connection): void {
     if (c.closed) return;
     this.closes.client++;
-    this.#drop(c);
+    this.#drop(c, 'client');
   }
 
-  #drop(c: Connection): void {
+  #drop(c: Connection, reason: CloseReason | 'client'): void {
     c.closed = true;
+    this.#opts.onClosed?.(c, reason);
     if (c.timers !== undefined) for (const t of c.timers) this.#opts.clock.clearTimeout(t);
     this.#unregister(c);
   }
@@ -333,7 +359,7 @@ export class Hub {
     const q = c.queue;
     c.queue = undefined;
     c.sink.end(q === undefined ? retry : Buffer.concat([...(Array.isArray(q) ? q : [q]), retry]));
-    this.#drop(c);
+    this.#drop(c, reason);
   }
 
   /**
@@ -459,6 +485,7 @@ export class Hub {
       return;
     }
     if (c.closed) return;
+    this.#opts.onResumed?.(c, 'log', c.events);
     const pending = c.pending ?? [];
     c.pending = undefined;
     // The replay skipped events of other topics without telling the client; tell it now.
@@ -572,6 +599,7 @@ export class Hub {
       return 0;
     }
     c.lastSeq = e.seq;
+    c.events++;
     this.#enqueue(c, frame);
     return 1;
   }
@@ -618,30 +646,40 @@ export class Hub {
         // It has not read what it was sent; more would only pile up here.
         this.closes.slow++;
         sink.destroy();
-        this.#drop(c);
+        this.#drop(c, 'slow');
         continue;
       }
-      if (!Array.isArray(q)) sink.write(q);
-      else this.#writeAll(sink, q);
+      if (!Array.isArray(q)) {
+        c.bytes += q.length;
+        sink.write(q);
+      } else c.bytes += this.#writeAll(sink, q);
     }
   }
 
-  /** Small chunks are copied into one write; large ones (slices of the ring) leave uncopied, corked. */
-  #writeAll(sink: Sink, chunks: Buffer[]): void {
+  /**
+   * Small chunks are copied into one write; large ones (slices of the ring) leave uncopied,
+   * corked. Returns the bytes written.
+   */
+  #writeAll(sink: Sink, chunks: Buffer[]): number {
     let bytes = 0;
     for (const chunk of chunks) bytes += chunk.length;
     if (bytes <= COPY_LIMIT || sink.cork === undefined) {
       sink.write(Buffer.concat(chunks, bytes));
-      return;
+      return bytes;
     }
     sink.cork();
     for (const chunk of chunks) sink.write(chunk);
     sink.uncork?.();
+    return bytes;
   }
 
   #tick(): void {
+    const onHeartbeat = this.#opts.onHeartbeat;
     for (const c of this.#connections) {
-      if (!c.wrote) this.#enqueue(c, HEARTBEAT);
+      if (!c.wrote) {
+        this.#enqueue(c, HEARTBEAT);
+        onHeartbeat?.(c);
+      }
       c.wrote = false;
     }
   }

@@ -2,9 +2,27 @@
  * The gateway process: the only place that reads `process.env` or installs signal handlers.
  * Exit codes: 0 after a graceful shutdown, 2 for invalid configuration, 1 for anything else.
  */
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { NodeSDK } from '@opentelemetry/sdk-node';
 import { type Config, ConfigError, parseConfig } from './config.ts';
 import { createGateway, type Gateway } from './gateway.ts';
 import { errorFields, jsonLogger, type Logger } from './log.ts';
+
+// Tracing is on when an OTLP endpoint is configured, with the standard OTEL_* variables (the SDK
+// reads the rest of them itself: headers, sampler, resource attributes). Metrics are not sent over
+// OTLP: Prometheus scrapes them from HERALD_METRICS_PORT.
+const otlp =
+  (process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] ?? process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] ?? '') !==
+    '' && process.env['OTEL_SDK_DISABLED'] !== 'true';
+const sdk = otlp
+  ? new NodeSDK({
+      serviceName: process.env['OTEL_SERVICE_NAME'] ?? 'herald-gateway',
+      traceExporter: new OTLPTraceExporter(),
+      metricReaders: [],
+      instrumentations: [],
+    })
+  : undefined;
+sdk?.start();
 
 let config: Config;
 let log: Logger;
@@ -33,7 +51,8 @@ const onSignal = (signal: NodeJS.Signals) => {
   }
   log('info', 'shutting down', { signal });
   gateway.shutdown().then(
-    () => process.exit(0),
+    // Spans still buffered go out before the process does (bounded by the exporter's timeout).
+    () => (sdk?.shutdown() ?? Promise.resolve()).finally(() => process.exit(0)),
     (err: unknown) => {
       log('error', 'shutdown failed', errorFields(err));
       process.exit(1);
@@ -51,6 +70,7 @@ try {
     broker: config.broker,
     release: config.releaseVersion,
     auth: config.auth,
+    tracing: otlp,
     metricsPort: gateway.metricsPort(),
     demo: config.demo ? `http://localhost:${port}/` : false,
   });

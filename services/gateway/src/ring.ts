@@ -6,6 +6,8 @@ export interface RingSlice {
   readonly chunks: Buffer[];
   /** The newest matching sequence, or undefined when nothing matched. */
   readonly last: number | undefined;
+  /** How many events matched. */
+  readonly count: number;
 }
 
 /**
@@ -134,6 +136,7 @@ export class Ring {
     const verdicts = new Uint8Array(this.#topics.length);
     const chunks: Buffer[] = [];
     let lastAt = -1;
+    let count = 0;
     let run: Buffer | undefined;
     let runLength = 0;
     let inRun = false;
@@ -151,6 +154,7 @@ export class Ring {
         continue;
       }
       lastAt = at;
+      count++;
       if (inRun && adjacent[at] === 1) {
         runLength += lengths[at]!;
         continue;
@@ -161,7 +165,7 @@ export class Ring {
       inRun = true;
     }
     if (run !== undefined) chunks.push(Buffer.from(run.buffer, run.byteOffset, runLength));
-    return { chunks, last: lastAt === -1 ? undefined : this.#events[lastAt]!.seq };
+    return { chunks, last: lastAt === -1 ? undefined : this.#events[lastAt]!.seq, count };
   }
 
   #put(i: number, e: StoredEvent, frame: Buffer): void {

@@ -14,6 +14,8 @@ export interface StoredEvent {
   readonly data: string;
   /** When the log stored it, ms since the Unix epoch. */
   readonly time: number;
+  /** W3C `traceparent` of the publish that stored it, when that publish was traced. */
+  readonly traceparent?: string | undefined;
 }
 
 export interface PublishMessage {
@@ -22,6 +24,8 @@ export interface PublishMessage {
   readonly data: string;
   /** Idempotency key: a repeat within the dedupe window is stored once (JetStream `Nats-Msg-Id`). */
   readonly key: string | undefined;
+  /** W3C `traceparent` to store with it (a NATS header on JetStream), linking deliveries to the publish. */
+  readonly traceparent?: string | undefined;
 }
 
 export interface PublishAck {

@@ -26,6 +26,7 @@ import {
   connect,
   credsAuthenticator,
   headers,
+  type MsgHdrs,
   type NatsConnection,
   type NodeConnectionOptions,
   nanos,
@@ -44,6 +45,8 @@ import type {
 
 /** The header that carries an event's type; plain NATS publishers may set it too. */
 export const EVENT_HEADER = 'Herald-Event';
+/** W3C trace context of the publish, so a delivery can link back to it. */
+export const TRACEPARENT_HEADER = 'traceparent';
 /** Fleet commands from the operator; see control.ts. */
 export const CONTROL_SUBJECTS = 'herald.ctl.>';
 
@@ -174,6 +177,7 @@ export class JetStreamBroker implements Broker {
       messages.map(async (m) => {
         const h = headers();
         if (m.event !== undefined) h.set(EVENT_HEADER, m.event);
+        if (m.traceparent !== undefined) h.set(TRACEPARENT_HEADER, m.traceparent);
         const ack = await js.publish(topicToSubject(m.topic), encoder.encode(m.data), {
           headers: h,
           ...(m.key === undefined ? {} : { msgID: m.key }),
@@ -235,7 +239,7 @@ export class JetStreamBroker implements Broker {
     const batch = await consumer.fetch({ max_messages: Math.min(req.limit, pending), expires: 5000 });
     for await (const m of batch) {
       if (m.seq > through) return { kind: 'events', events, reached: through };
-      const e = this.#toEvent(m.subject, m.seq, m.headers?.get(EVENT_HEADER), m.data, m.timestampNanos);
+      const e = this.#toEvent(m.subject, m.seq, m.headers, m.data, m.timestampNanos);
       if (e !== undefined && wanted(e.topic)) events.push(e);
       if (m.info.pending === 0) return { kind: 'events', events, reached: through };
       if (events.length >= req.limit) return { kind: 'events', events, reached: m.seq };
@@ -477,7 +481,7 @@ export class JetStreamBroker implements Broker {
         }
         this.#seen = m.seq;
         if (m.seq > this.#state.last) this.#state = { ...this.#state, last: m.seq };
-        const e = this.#toEvent(m.subject, m.seq, m.headers?.get(EVENT_HEADER), m.data, m.timestampNanos);
+        const e = this.#toEvent(m.subject, m.seq, m.headers, m.data, m.timestampNanos);
         if (e !== undefined) for (const l of this.#listeners) l.event(e);
       }
     } finally {
@@ -513,17 +517,21 @@ export class JetStreamBroker implements Broker {
   #toEvent(
     subject: string,
     seq: number,
-    event: string | undefined,
+    h: MsgHdrs | undefined,
     data: Uint8Array,
     ns: bigint,
   ): StoredEvent | undefined {
     const topic = subjectToTopic(subject);
     if (topic === undefined) return undefined;
+    const event = h?.get(EVENT_HEADER);
+    const traceparent = h?.get(TRACEPARENT_HEADER);
     // A type set by a plain NATS publisher is used only when it is one Herald could have accepted.
     const type =
       event !== undefined && event !== '' && isEventType(event) && !event.startsWith(RESERVED_EVENT_PREFIX)
         ? event
         : undefined;
-    return { seq, topic, event: type, data: decoder.decode(data), time: Number(ns / 1_000_000n) };
+    const time = Number(ns / 1_000_000n);
+    const e: StoredEvent = { seq, topic, event: type, data: decoder.decode(data), time };
+    return traceparent === undefined || traceparent === '' ? e : { ...e, traceparent };
   }
 }

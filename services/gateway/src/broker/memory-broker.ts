@@ -74,7 +74,14 @@ export class MemoryBroker implements Broker {
         acks.push({ seq: seen.seq, duplicate: true });
         continue;
       }
-      const e: StoredEvent = { seq: ++this.#last, topic: m.topic, event: m.event, data: m.data, time: now };
+      const e: StoredEvent = {
+        seq: ++this.#last,
+        topic: m.topic,
+        event: m.event,
+        data: m.data,
+        time: now,
+        ...(m.traceparent === undefined ? {} : { traceparent: m.traceparent }),
+      };
       this.#log.push(e);
       if (m.key !== undefined && this.#opts.dedupeWindowMs > 0) {
         this.#keys.set(m.key, { seq: e.seq, expires: now + this.#opts.dedupeWindowMs });

@@ -1,5 +1,6 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { formatCursor, HeraldError } from '@herald/protocol';
+import { SpanStatusCode } from '@opentelemetry/api';
 import { credentialsOf } from '../auth/index.ts';
 import type { Broker } from '../broker/broker.ts';
 import { countRejection, type Edge } from '../edge.ts';
@@ -68,11 +69,17 @@ export function createHandler(deps: HandlerDeps): RequestListener {
           parsed.messages.map((m) => m.topic),
         );
         if (!broker.ready) throw unavailable('the broker is not connected; retry later');
+        const { span, traceparent } = deps.stream.tracing.publish(req.headers, parsed.messages.length);
         let acks: Awaited<ReturnType<Broker['publish']>>;
         try {
-          acks = await broker.publish(parsed.messages);
+          acks = await broker.publish(
+            traceparent === undefined ? parsed.messages : parsed.messages.map((m) => ({ ...m, traceparent })),
+          );
         } catch (cause) {
+          span.setStatus({ code: SpanStatusCode.ERROR, message: 'HERALD_BROKER_UNAVAILABLE' });
           throw unavailable('the broker did not store the messages; retry', cause);
+        } finally {
+          span.end();
         }
         edge.stats.published += acks.filter((a) => !a.duplicate).length;
         const epoch = broker.state().epoch;

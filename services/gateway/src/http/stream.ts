@@ -4,12 +4,14 @@ import { admissionError } from '../admission/index.ts';
 import { credentialsOf, QUERY_TOKEN_PARAM } from '../auth/index.ts';
 import { countRejection, type Edge } from '../edge.ts';
 import type { Hub } from '../hub.ts';
+import type { StreamTracing } from '../telemetry/tracing.ts';
 import { writeProblem } from './problem.ts';
 import type { RequestHead } from './request-head.ts';
 
 export interface StreamDeps {
   readonly hub: Hub;
   readonly edge: Edge;
+  readonly tracing: StreamTracing;
   readonly releaseVersion: string;
   readonly maxTopics: number;
   /** Retry-After for 503s, in seconds. */
@@ -99,6 +101,7 @@ const header = (req: StreamRequest, name: string): string | undefined => {
 export async function acceptStream(socket: Socket, req: StreamRequest, deps: StreamDeps): Promise<void> {
   const { hub, edge } = deps;
   const cors = edge.cors({ method: 'GET', origin: header(req, 'origin'), host: header(req, 'host') });
+  const span = deps.tracing.connect(req.headers, req.query.getAll('topic'));
   try {
     const { topics, lastEventId } = parseStreamQuery(req.query, header(req, 'last-event-id'), deps.maxTopics);
     if (cors.kind === 'forbidden') throw new HeraldError(cors.code, cors.detail);
@@ -107,6 +110,7 @@ export async function acceptStream(socket: Socket, req: StreamRequest, deps: Str
     if (socket.destroyed) return;
     if (hub.draining || !hub.live) {
       edge.stats.connects.turned_away++;
+      deps.tracing.turnedAway(span);
       writeStreamHead(socket, deps.releaseVersion, cors.headers);
       hub.turnAway(socket, hub.draining ? 'draining; reconnect' : 'broker not reached yet; reconnect');
       return;
@@ -119,6 +123,7 @@ export async function acceptStream(socket: Socket, req: StreamRequest, deps: Str
     if (!decision.ok) {
       edge.stats.connects.rejected++;
       countRejection(edge.stats, undefined, decision.reason);
+      deps.tracing.refused(span, admissionError(decision));
       const retry = decision.retryAfterSeconds;
       writeProblem(socket, admissionError(decision), {
         ...cors.headers,
@@ -133,7 +138,9 @@ export async function acceptStream(socket: Socket, req: StreamRequest, deps: Str
       lastEventId,
       expiresAt: principal.expiresAt,
       expiryWarnMs: edge.tokenExpiryWarnMs,
+      trace: span.context,
     });
+    deps.tracing.accepted(span, conn, conn.resume ?? 'none');
     socket.once('close', () => {
       hub.remove(conn);
       decision.ticket.release();
@@ -142,6 +149,7 @@ export async function acceptStream(socket: Socket, req: StreamRequest, deps: Str
     if (!(err instanceof HeraldError)) deps.onError(err, 'stream');
     edge.stats.connects.rejected++;
     countRejection(edge.stats, err);
+    deps.tracing.refused(span, err);
     const retry: Record<string, string> =
       err instanceof HeraldError && err.status === 503
         ? { 'Retry-After': String(deps.retryAfterSeconds) }

@@ -96,7 +96,7 @@ describe('edge slow consumers', () => {
     await collectGarbage();
     const before = process.memoryUsage();
     for (let i = 0; i < STALLED; i++) sockets.push(stalledStream(port, '/v1/stream?topic=slow.feed'));
-    await until(() => gw.gateway.hub.size === STALLED + 1, 'every stalled client to be streaming');
+    await until(() => gw.gateway.hub.size === STALLED + 1, 'every stalled client to be streaming', 30_000);
 
     // Batches of small events: everything due to one socket in one turn is copied into one write
     // per socket (the copying path), the worst case for what a stalled socket can pin.
@@ -140,10 +140,11 @@ describe('edge slow consumers', () => {
       `${n} events (${(published / MiB).toFixed(1)} MiB) until all ${STALLED} were dropped; ` +
         `RSS +${(growth / MiB).toFixed(1)} MiB, retained +${(retained / MiB).toFixed(1)} MiB; canary publish-to-receive median ${median.toFixed(1)} ms, worst ${worst.toFixed(1)} ms`,
     );
-    // Publish to receive, through a real HTTP publish and SSE read, is a few ms here; the bounds
-    // leave room for a loaded CI machine yet fail if stalled sockets held up the canary.
-    assert.ok(median < 100, `canary median latency ${median.toFixed(1)} ms < 100 ms`);
-    assert.ok(worst < 1000, `canary worst latency ${worst.toFixed(1)} ms < 1000 ms`);
+    // Publish to receive, through a real HTTP publish and SSE read while 1,000 stalled sockets get
+    // the same events, is ≈ 50 ms median and ≤ 200 ms worst here alone; the bounds leave room for
+    // the other test files running at the same time, yet fail if stalled sockets held the canary up.
+    assert.ok(median < 250, `canary median latency ${median.toFixed(1)} ms < 250 ms`);
+    assert.ok(worst < 2000, `canary worst latency ${worst.toFixed(1)} ms < 2000 ms`);
     // RSS: what may legitimately stay is a few copies of what was published (the broker's
     // history, the ring's frames, the canary's text and events); per stalled socket its queue up to
     // the limit plus one turn's write (server side) and its unread read buffer (client side); and
