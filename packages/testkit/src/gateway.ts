@@ -1,13 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import {
-  type Config,
-  createGateway,
-  defaultConfig,
-  type Gateway,
-  type GatewayDeps,
-} from '@herald/gateway';
+import { type Config, createGateway, defaultConfig, type Gateway, type GatewayDeps } from '@herald/gateway';
 import { connectSse, type SseClient, type SseOptions } from './sse-client.ts';
 
 export interface PublishResponse {

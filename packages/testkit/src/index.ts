@@ -30,6 +30,12 @@ export {
   startNatsCluster,
 } from './nats.ts';
 export {
+  type PrometheusOptions,
+  type PrometheusServer,
+  prometheusDir,
+  startPrometheus,
+} from './prometheus.ts';
+export {
   type RawOptions,
   type RawRequestParts,
   type RawResponse,
