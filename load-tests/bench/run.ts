@@ -468,9 +468,15 @@ function cells(m: Measure | null | undefined, sessions: number): string[] {
   return [fmt(m.deliveriesPerSec) + partial, ms(m.p50Ms), ms(m.p99Ms), one(m.serverCpuUsPerDelivery)];
 }
 
-const LETTER: Record<Kind, string> = { herald: 'H', 'herald-jetstream': 'J', reference: 'R' };
+const LETTER: Record<Kind, string> = {
+  herald: 'H',
+  'herald-observed': 'O',
+  'herald-jetstream': 'J',
+  reference: 'R',
+};
 /** The ratios worth printing: what JetStream costs against the embedded broker, and Herald against the reference. */
 const PAIRS: [Kind, Kind][] = [
+  ['herald-observed', 'herald'],
   ['herald-jetstream', 'herald'],
   ['herald', 'reference'],
 ];
@@ -591,7 +597,11 @@ const servers = KINDS.filter((kind) => {
 // Built (once, about a minute) before anything is timed.
 if (servers.includes('herald-jetstream')) progress(`nats-server: ${natsServerPath()}`);
 const stormKinds = servers.flatMap((k): StormKind[] =>
-  k === 'reference' ? [] : k === 'herald-jetstream' ? [k, 'herald-jetstream-new-pod'] : [k],
+  k === 'reference' || k === 'herald-observed'
+    ? []
+    : k === 'herald-jetstream'
+      ? [k, 'herald-jetstream-new-pod']
+      : [k],
 );
 progress(
   `servers ${servers.join(', ')}; connections ${CONNECTIONS.join(', ')}; ${REPEATS} repeats; ` +

@@ -4,6 +4,8 @@
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -25,7 +27,12 @@ import {
   tail,
 } from './lib.ts';
 
-export const KINDS = ['herald', 'herald-jetstream', 'reference'] as const;
+/**
+ * `herald`: the gateway on its embedded broker with metrics and tracing off; `herald-observed`: the
+ * same with metrics on (scraped every 5 s) and tracing exported over OTLP at the default ratios, to
+ * a sink in this process that discards it.
+ */
+export const KINDS = ['herald', 'herald-observed', 'herald-jetstream', 'reference'] as const;
 export type Kind = (typeof KINDS)[number];
 export const GATEWAY = join(ROOT, 'services/gateway/src/main.ts');
 const REFERENCE = join(import.meta.dirname, 'reference-server.ts');
@@ -58,6 +65,34 @@ export interface Server {
   nats: Nats | undefined;
   /** The gateway settings given to `startServer`. */
   env: Record<string, string>;
+  /** `herald-observed`: its metrics port and the timer scraping it. */
+  observed: { metricsPort: number; scraper: NodeJS.Timeout } | undefined;
+}
+
+let sink: Promise<number> | undefined;
+/** An OTLP/HTTP receiver that reads and discards what it gets; its port. One per run. */
+function otlpSink(): Promise<number> {
+  sink ??= new Promise((resolve) => {
+    const server = createHttpServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'Content-Type': 'application/json' }).end('{}'));
+    });
+    server.listen(0, HOST, () => resolve((server.address() as AddressInfo).port));
+    server.unref();
+  });
+  return sink;
+}
+
+/** Scrapes `/metrics` as Prometheus would (every 15 s by default; every 5 s here, to be safe). */
+function scrapeEvery(port: number, ms: number): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    void fetch(`http://${HOST}:${port}/metrics`).then(
+      (r) => r.arrayBuffer(),
+      () => undefined,
+    );
+  }, ms);
+  timer.unref();
+  return timer;
 }
 
 /** Every process a server consists of. */
@@ -159,6 +194,7 @@ export async function startServer(
 ): Promise<Server> {
   let nats: Nats | undefined;
   let child: ChildProcess;
+  let observed: Server['observed'];
   let port: number;
   if (kind === 'herald-jetstream') nats = await startNats(logFile.replace(/\.log$/, '-nats.log'));
   const log = openSync(logFile, 'w');
@@ -178,6 +214,16 @@ export async function startServer(
       });
     } else {
       port = await freePort();
+      if (kind === 'herald-observed') {
+        const metricsPort = await freePort();
+        observed = { metricsPort, scraper: scrapeEvery(metricsPort, 5000) };
+        env = {
+          ...env,
+          HERALD_METRICS: '1',
+          HERALD_METRICS_PORT: String(metricsPort),
+          OTEL_EXPORTER_OTLP_ENDPOINT: `http://${HOST}:${await otlpSink()}`,
+        };
+      } else env = { ...env, HERALD_METRICS: '0' };
       child = launchGateway(port, nats, env, log);
     }
   } catch (error) {
@@ -186,7 +232,7 @@ export async function startServer(
   } finally {
     closeSync(log);
   }
-  const server: Server = { kind, child, pid: child.pid!, port, nats, env };
+  const server: Server = { kind, child, pid: child.pid!, port, nats, env, observed };
   await untilReady(server, logFile);
   return server;
 }
@@ -256,6 +302,7 @@ async function untilReady(server: Server, logFile: string): Promise<void> {
 }
 
 export async function stopServer(server: Server): Promise<void> {
+  if (server.observed !== undefined) clearInterval(server.observed.scraper);
   await stop(server.child);
   if (server.nats !== undefined) await stopNats(server.nats);
 }

@@ -56,6 +56,7 @@ export const settings = {
     65535,
     'TCP port for streams, publishes and probes (0 picks a free port).',
   ),
+  HERALD_METRICS: bool('metrics', true, 'Serve Prometheus metrics on HERALD_METRICS_PORT.'),
   HERALD_METRICS_PORT: int(
     'metricsPort',
     9464,

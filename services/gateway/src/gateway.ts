@@ -40,7 +40,8 @@ export interface Gateway {
   readonly hub: Hub;
   readonly broker: Broker;
   readonly edge: Edge;
-  readonly metrics: GatewayMetrics;
+  /** Undefined when `HERALD_METRICS=0`. */
+  readonly metrics: GatewayMetrics | undefined;
   /** Starts the broker and listens; resolves with the bound port. */
   listen(): Promise<number>;
   /** The internal port serving `/metrics`, once listening. */
@@ -98,13 +99,9 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     ...(deps.fetch === undefined ? {} : { fetch: deps.fetch }),
   });
   const broker = deps.broker ?? createBroker(config, clock, log);
-  const metrics = createMetrics({
-    hub: () => hub,
-    edge,
-    broker,
-    clock,
-    releaseVersion: config.releaseVersion,
-  });
+  const metrics = config.metrics
+    ? createMetrics({ hub: () => hub, edge, broker, clock, releaseVersion: config.releaseVersion })
+    : undefined;
   const tracing = new StreamTracing(deps.tracer ?? trace.getTracer('herald-gateway'), {
     releaseVersion: config.releaseVersion,
     pingRatio: Number(config.tracePingRatio),
@@ -122,7 +119,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     aheadGraceMs: config.broker === 'jetstream' ? 2000 : 0,
     maxQueuedBytes: config.maxQueuedBytes,
     onFanout: (e, streams) => {
-      metrics.onFanout(e, streams);
+      metrics?.onFanout(e, streams);
       tracing.delivered(e, streams);
     },
     onResumed: (c, source, events) => tracing.resumed(c, source, events),
@@ -131,7 +128,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     onError,
   });
   const internal = createServer((req, res) => {
-    if (req.method === 'GET' && splitTarget(req.url ?? '/').path === '/metrics')
+    if (metrics !== undefined && req.method === 'GET' && splitTarget(req.url ?? '/').path === '/metrics')
       return metrics.handle(req, res);
     sendProblem(res, new HeraldError('HERALD_NOT_FOUND', 'the internal port serves GET /metrics only'));
   });
@@ -209,17 +206,19 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     broker,
     edge,
     metrics,
-    metricsPort: () => (internal.address() as AddressInfo).port,
+    metricsPort: () => (internal.listening ? (internal.address() as AddressInfo).port : 0),
     async listen() {
       await edge.auth.start();
       await broker.start();
-      await new Promise<void>((resolve, reject) => {
-        internal.once('error', reject);
-        internal.listen(config.metricsPort, config.host, () => {
-          internal.off('error', reject);
-          resolve();
+      if (metrics !== undefined) {
+        await new Promise<void>((resolve, reject) => {
+          internal.once('error', reject);
+          internal.listen(config.metricsPort, config.host, () => {
+            internal.off('error', reject);
+            resolve();
+          });
         });
-      });
+      }
       hub.start();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -243,9 +242,9 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
         await closed;
         await broker.close();
         edge.auth.close();
-        await new Promise<void>((resolve) => internal.close(() => resolve()));
+        if (internal.listening) await new Promise<void>((resolve) => internal.close(() => resolve()));
         internal.closeAllConnections();
-        await metrics.close();
+        await metrics?.close();
         log('info', 'stopped');
       })();
       return shuttingDown;

@@ -71,7 +71,7 @@ try {
     release: config.releaseVersion,
     auth: config.auth,
     tracing: otlp,
-    metricsPort: gateway.metricsPort(),
+    metricsPort: config.metrics ? gateway.metricsPort() : false,
     demo: config.demo ? `http://localhost:${port}/` : false,
   });
   if (config.auth === 'none')
