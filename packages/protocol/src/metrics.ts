@@ -21,7 +21,7 @@ export const Metrics = {
   },
   herald_rejections_total: {
     type: 'counter',
-    help: 'Requests refused at the edge, by reason (pod_full, rate, ip_full, subject_full, topics, unauthenticated, forbidden, origin, invalid).',
+    help: 'Requests refused at the edge, by reason (pod_full, rate, ip_full, subject_full, topics, unauthenticated, forbidden, origin, auth_unavailable, broker_unavailable, invalid).',
     labels: ['release', 'reason'],
   },
   herald_slow_consumer_closes_total: {

@@ -78,7 +78,9 @@ export class StreamTracing {
       },
       parent,
     );
-    return { span, context: trace.setSpan(parent, span) };
+    // Later spans need only the connect span's identity: holding the span itself (attributes,
+    // resource, timings) for the life of every stream would cost kilobytes per connection.
+    return { span, context: trace.setSpanContext(ROOT_CONTEXT, span.spanContext()) };
   }
 
   accepted(cs: ConnectSpan, c: Connection, resume: ResumeSource | 'none'): void {
