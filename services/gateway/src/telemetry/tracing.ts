@@ -3,6 +3,7 @@ import {
   type Context,
   ROOT_CONTEXT,
   type Span,
+  type SpanContext,
   SpanKind,
   SpanStatusCode,
   type TextMapGetter,
@@ -54,8 +55,12 @@ const CLOSE_REASONS: Record<CloseReason | 'client', string> = {
 /** The `sse.connect` span of a stream request, until it is accepted or refused. */
 export interface ConnectSpan {
   readonly span: Span;
-  /** The trace context the connection's later spans are children of. */
-  readonly context: Context;
+  /**
+   * What the connection keeps for its later spans: the connect span's identity alone. A Context
+   * (a Map) or the span itself (attributes, resource, timings), held for the life of every stream,
+   * would cost hundreds of bytes to kilobytes per connection.
+   */
+  readonly context: SpanContext;
 }
 
 export class StreamTracing {
@@ -78,9 +83,7 @@ export class StreamTracing {
       },
       parent,
     );
-    // Later spans need only the connect span's identity: holding the span itself (attributes,
-    // resource, timings) for the life of every stream would cost kilobytes per connection.
-    return { span, context: trace.setSpanContext(ROOT_CONTEXT, span.spanContext()) };
+    return { span, context: span.spanContext() };
   }
 
   accepted(cs: ConnectSpan, c: Connection, resume: ResumeSource | 'none'): void {
@@ -168,6 +171,7 @@ export class StreamTracing {
   }
 
   #context(c: Connection): Context {
-    return (c.trace as Context | undefined) ?? ROOT_CONTEXT;
+    const parent = c.trace as SpanContext | undefined;
+    return parent === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, parent);
   }
 }
