@@ -16,7 +16,7 @@ INTEGRATION := 'services/*/test/integration/**/*.test.ts'
 JETSTREAM := 'packages/testkit/test/**/*.test.ts' 'services/*/test/jetstream/**/*.test.ts'
 BROWSER := 'services/*/test/browser/**/*.test.ts'
 
-.PHONY: help deps dev run check lint format types unit test integration jetstream browser docs docs-check bench clean
+.PHONY: help deps dev run check lint format types unit test integration jetstream browser observability docs docs-check dashboards dashboards-check bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,7 +35,7 @@ dev: deps ## One gateway on the embedded broker with the demo page (port HERALD_
 run: deps ## One gateway exactly as the container runs it: every setting from HERALD_* variables
 	$(NODE) $(GATEWAY)
 
-check: lint types unit docs-check ## The fast loop: lint, types, unit tests
+check: lint types unit docs-check dashboards-check ## The fast loop: lint, types, unit tests
 
 lint: deps ## Biome lint and format check
 	biome check .
@@ -60,13 +60,23 @@ browser: deps ## A real Chromium (Debian's, installed by tools/chromium.sh) agai
 	bash tools/chromium.sh >/dev/null
 	$(NODE) --test --test-reporter=spec --test-concurrency=1 $(BROWSER)
 
-test: check integration jetstream browser ## Everything; what CI runs
+observability: deps ## Alert rules through promtool (Debian's Prometheus, from tools/prometheus.sh), runbooks, dashboards
+	bash tools/prometheus.sh >/dev/null
+	$(NODE) --test --test-reporter=spec 'observability/test/**/*.test.ts'
+
+test: check integration jetstream browser observability ## Everything; what CI runs
 
 docs: deps ## Regenerate the settings table in README.md
 	$(NODE) tools/settings-doc.ts --write
 
 docs-check: deps
 	$(NODE) tools/settings-doc.ts --check
+
+dashboards: deps ## Regenerate the Grafana dashboards' JSON in observability/dashboards/json
+	$(NODE) observability/dashboards/generate.ts
+
+dashboards-check: deps
+	$(NODE) observability/dashboards/generate.ts --check
 
 bench: deps ## Herald (embedded and JetStream) against a raw node:http reference, and resume storms (.bench/results.json)
 	$(NODE) load-tests/bench/run.ts
