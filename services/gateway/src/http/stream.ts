@@ -107,7 +107,10 @@ export async function acceptStream(socket: Socket, req: StreamRequest, deps: Str
     if (cors.kind === 'forbidden') throw new HeraldError(cors.code, cors.detail);
     const principal = await edge.auth.authenticate(credentialsOf(req, edge.credentials));
     edge.auth.authorize(principal, 'subscribe', topics);
-    if (socket.destroyed) return;
+    if (socket.destroyed) {
+      deps.tracing.abandoned(span);
+      return;
+    }
     if (hub.draining || !hub.live) {
       edge.stats.connects.turned_away++;
       deps.tracing.turnedAway(span);
@@ -123,9 +126,10 @@ export async function acceptStream(socket: Socket, req: StreamRequest, deps: Str
     if (!decision.ok) {
       edge.stats.connects.rejected++;
       countRejection(edge.stats, undefined, decision.reason);
-      deps.tracing.refused(span, admissionError(decision));
+      const refusal = admissionError(decision);
+      deps.tracing.refused(span, refusal);
       const retry = decision.retryAfterSeconds;
-      writeProblem(socket, admissionError(decision), {
+      writeProblem(socket, refusal, {
         ...cors.headers,
         ...(retry === undefined ? {} : { 'Retry-After': String(retry) }),
       });

@@ -107,6 +107,12 @@ export class StreamTracing {
     cs.span.end();
   }
 
+  /** The client went away while its request was being checked. */
+  abandoned(cs: ConnectSpan): void {
+    cs.span.setAttribute('herald.outcome', 'abandoned');
+    cs.span.end();
+  }
+
   resumed(c: Connection, source: ResumeSource, events: number): void {
     const span = this.#tracer.startSpan(
       'sse.resume',
