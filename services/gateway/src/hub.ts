@@ -84,6 +84,17 @@ export interface HubOptions {
 /** Why the hub closed a connection itself. */
 export type CloseReason = 'drain' | 'shed' | 'slow' | 'token-expired' | 'replay-failed' | 'reset';
 
+/** How metrics and traces name a stream's end (snake case, as label values are). */
+export const CLOSE_LABELS: Readonly<Record<CloseReason | 'client', string>> = {
+  client: 'client',
+  drain: 'drain',
+  shed: 'shed',
+  slow: 'slow',
+  'token-expired': 'token_expired',
+  'replay-failed': 'replay_failed',
+  reset: 'reset',
+};
+
 /** Where a stream opened with a cursor got what it missed. */
 export type ResumeSource = 'ring' | 'log' | 'reset';
 

@@ -8,7 +8,7 @@ import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import type { Broker, StoredEvent } from '../broker/broker.ts';
 import type { Clock } from '../clock.ts';
 import { type Edge, REJECTION_REASONS } from '../edge.ts';
-import type { CloseReason, Hub } from '../hub.ts';
+import { CLOSE_LABELS, type CloseReason, type Hub } from '../hub.ts';
 
 /**
  * The gateway's metrics, named as `packages/protocol/src/metrics.ts` lists them, exported in the
@@ -36,16 +36,6 @@ export interface MetricsSources {
 
 /** Seconds; from "instant" to the point where an alert has long fired. */
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-
-const CLOSE_LABELS: Record<CloseReason | 'client', string> = {
-  client: 'client',
-  drain: 'drain',
-  shed: 'shed',
-  slow: 'slow',
-  'token-expired': 'token_expired',
-  'replay-failed': 'replay_failed',
-  reset: 'reset',
-};
 
 export function createMetrics(src: MetricsSources): GatewayMetrics {
   const exporter = new PrometheusExporter({ preventServerStart: true });

@@ -13,7 +13,7 @@ import {
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { StoredEvent } from '../broker/broker.ts';
-import type { CloseReason, Connection, ResumeSource } from '../hub.ts';
+import { CLOSE_LABELS, type CloseReason, type Connection, type ResumeSource } from '../hub.ts';
 
 /**
  * One trace per connection: `sse.connect` (parented on the request's `traceparent` when it has
@@ -41,16 +41,6 @@ const setter: TextMapSetter<Record<string, string>> = {
   },
 };
 const propagator = new W3CTraceContextPropagator();
-
-const CLOSE_REASONS: Record<CloseReason | 'client', string> = {
-  client: 'client',
-  drain: 'drain',
-  shed: 'shed',
-  slow: 'slow',
-  'token-expired': 'token_expired',
-  'replay-failed': 'replay_failed',
-  reset: 'reset',
-};
 
 /** The `sse.connect` span of a stream request, until it is accepted or refused. */
 export interface ConnectSpan {
@@ -132,7 +122,7 @@ export class StreamTracing {
       'sse.disconnect',
       {
         attributes: {
-          'herald.disconnect.reason': CLOSE_REASONS[reason],
+          'herald.disconnect.reason': CLOSE_LABELS[reason],
           'herald.duration_ms': now - c.openedAt,
           'herald.events': c.events,
           'herald.bytes': c.bytes,
