@@ -508,19 +508,26 @@ async function createNode(spec: NodeSpec): Promise<Node> {
  * of its `users` (which needs JetStream API permissions).
  */
 function loginOf(config: Record<string, unknown>): Login {
+  // A `tls` block with a CA: the readiness check trusts the same CA the server's certificate is from.
+  const tlsBlock = config['tls'];
+  const tls =
+    isPlainObject(tlsBlock) && typeof tlsBlock['ca_file'] === 'string'
+      ? { tls: { caFile: tlsBlock['ca_file'] } }
+      : {};
   const auth = config['authorization'];
-  if (!isPlainObject(auth)) return {};
-  if (typeof auth['token'] === 'string') return { token: auth['token'] };
+  if (!isPlainObject(auth)) return tls;
+  if (typeof auth['token'] === 'string') return { ...tls, token: auth['token'] };
   const first = Array.isArray(auth['users']) ? auth['users'][0] : undefined;
   return isPlainObject(first) && typeof first['user'] === 'string' && typeof first['password'] === 'string'
-    ? { user: first['user'], pass: first['password'] }
-    : {};
+    ? { ...tls, user: first['user'], pass: first['password'] }
+    : tls;
 }
 
 interface Login {
   readonly token?: string;
   readonly user?: string;
   readonly pass?: string;
+  readonly tls?: { readonly caFile: string };
 }
 
 async function jetstreamAnswers(servers: string[], login: Login = {}): Promise<string | undefined> {
