@@ -13,10 +13,11 @@ GATEWAY := services/gateway/src/main.ts
 
 UNIT := 'packages/protocol/test/**/*.test.ts' 'services/*/test/unit/**/*.test.ts'
 INTEGRATION := 'services/*/test/integration/**/*.test.ts'
-JETSTREAM := 'packages/testkit/test/**/*.test.ts' 'services/*/test/jetstream/**/*.test.ts'
+JETSTREAM := 'packages/testkit/test/nats.test.ts' 'services/*/test/jetstream/**/*.test.ts'
+KUBE := 'packages/testkit/test/kube.test.ts'
 BROWSER := 'services/*/test/browser/**/*.test.ts'
 
-.PHONY: help deps dev run check lint format types unit test integration jetstream browser observability docs docs-check dashboards dashboards-check bench clean
+.PHONY: help deps dev run check lint format types unit test integration jetstream browser observability kube-tools kube docs docs-check dashboards dashboards-check bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,7 +65,15 @@ observability: deps ## Alert rules through promtool (Debian's Prometheus, from t
 	bash tools/prometheus.sh >/dev/null
 	$(NODE) --test --test-reporter=spec 'observability/test/**/*.test.ts'
 
-test: check integration jetstream browser observability ## Everything; what CI runs
+kube-tools: ## Build helm, etcd and kube-apiserver and extract the CRDs (tools/helm.sh, tools/kube.sh; long the first time)
+	bash tools/helm.sh >/dev/null
+	bash tools/kube.sh >/dev/null
+	bash tools/kube.sh crds >/dev/null
+
+kube: deps kube-tools ## The test bed: etcd and kube-apiserver with the chart's CRDs (the first build takes ≈ 11 min)
+	$(NODE) --test --test-reporter=spec $(KUBE)
+
+test: check integration jetstream browser observability kube ## Everything; what CI runs
 
 docs: deps ## Regenerate the settings table in README.md
 	$(NODE) tools/settings-doc.ts --write

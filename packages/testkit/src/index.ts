@@ -21,6 +21,14 @@ export {
   untilReady,
 } from './gateway.ts';
 export {
+  type ControlPlane,
+  type ControlPlaneOptions,
+  type KubeResponse,
+  kubeBinDir,
+  kubeCrdDir,
+  startControlPlane,
+} from './kube.ts';
+export {
   type NatsCluster,
   type NatsClusterOptions,
   type NatsOptions,
