@@ -17,7 +17,7 @@ JETSTREAM := 'packages/testkit/test/nats.test.ts' 'services/*/test/jetstream/**/
 KUBE := 'packages/testkit/test/kube.test.ts'
 BROWSER := 'services/*/test/browser/**/*.test.ts'
 
-.PHONY: help deps dev run check lint format types unit test integration jetstream browser observability kube-tools kube docs docs-check dashboards dashboards-check bench clean
+.PHONY: build dist-test help deps dev run check lint format types unit test integration jetstream browser observability kube-tools kube docs docs-check dashboards dashboards-check bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,6 +65,14 @@ observability: deps ## Alert rules through promtool (Debian's Prometheus, from t
 	bash tools/prometheus.sh >/dev/null
 	$(NODE) --test --test-reporter=spec 'observability/test/**/*.test.ts'
 
+build: deps ## Compile the gateway to JavaScript (services/gateway/dist), as its Dockerfile does
+	tsc -p packages/protocol/tsconfig.build.json
+	tsc -p services/gateway/tsconfig.build.json
+	rm -rf services/gateway/dist/demo && cp -r services/gateway/src/demo services/gateway/dist/demo
+
+dist-test: build ## The compiled gateway, run by plain node (no TypeScript), against real HTTP
+	$(NODE) --test --test-reporter=spec 'services/gateway/test/compiled/**/*.test.ts'
+
 kube-tools: ## Build helm, etcd and kube-apiserver and extract the CRDs (tools/helm.sh, tools/kube.sh; long the first time)
 	bash tools/helm.sh >/dev/null
 	bash tools/kube.sh >/dev/null
@@ -73,7 +81,7 @@ kube-tools: ## Build helm, etcd and kube-apiserver and extract the CRDs (tools/h
 kube: deps kube-tools ## The test bed: etcd and kube-apiserver with the chart's CRDs (the first build takes ≈ 11 min)
 	$(NODE) --test --test-reporter=spec $(KUBE)
 
-test: check integration jetstream browser observability kube ## Everything; what CI runs
+test: check integration jetstream browser observability kube dist-test ## Everything; what CI runs
 
 docs: deps ## Regenerate the settings table in README.md
 	$(NODE) tools/settings-doc.ts --write
