@@ -15,9 +15,10 @@ UNIT := 'packages/protocol/test/**/*.test.ts' 'services/*/test/unit/**/*.test.ts
 INTEGRATION := 'services/*/test/integration/**/*.test.ts'
 JETSTREAM := 'packages/testkit/test/nats.test.ts' 'services/*/test/jetstream/**/*.test.ts'
 KUBE := 'packages/testkit/test/kube.test.ts'
+CHART := 'charts/*/test/**/*.test.ts'
 BROWSER := 'services/*/test/browser/**/*.test.ts'
 
-.PHONY: build dist-test help deps dev run check lint format types unit test integration jetstream browser observability kube-tools kube docs docs-check dashboards dashboards-check bench clean
+.PHONY: build dist-test help deps dev run check lint format types unit test integration jetstream browser observability kube-tools kube chart docs docs-check dashboards dashboards-check bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -81,7 +82,10 @@ kube-tools: ## Build helm, etcd and kube-apiserver and extract the CRDs (tools/h
 kube: deps kube-tools ## The test bed: etcd and kube-apiserver with the chart's CRDs (the first build takes ≈ 11 min)
 	$(NODE) --test --test-reporter=spec $(KUBE)
 
-test: check integration jetstream browser observability kube dist-test ## Everything; what CI runs
+chart: deps kube-tools ## The Helm chart: lint, template assertions, install/upgrade/uninstall on the test bed
+	$(NODE) --test --test-reporter=spec $(CHART)
+
+test: check integration jetstream browser observability kube chart dist-test ## Everything; what CI runs
 
 docs: deps ## Regenerate the settings table in README.md
 	$(NODE) tools/settings-doc.ts --write
