@@ -279,9 +279,25 @@ it('chart - values.schema.json accepts exactly the gateway settings the chart do
   };
   const allowed = new Set(Object.keys(schema.properties.config.properties));
   const deployment = readFileSync(join(CHART, 'templates', 'deployment.yaml'), 'utf8');
-  const setByChart = new Set([...deployment.matchAll(/- name: (HERALD_[A-Z_]+)/g)].map((m) => m[1]!));
+  const helpers = readFileSync(join(CHART, 'templates', '_helpers.tpl'), 'utf8');
+  const setByChart = new Set([
+    ...[...deployment.matchAll(/- name: (HERALD_[A-Z_]+)/g)].map((m) => m[1]!),
+    // Key files mounted from the auth Secret, named in _helpers.tpl.
+    ...[...helpers.matchAll(/"(HERALD_[A-Z_]+_FILE)"/g)].map((m) => m[1]!),
+  ]);
+  // Not offered by the chart yet: NATS token and TLS files need a mounted Secret of their own.
+  const notYet = new Set([
+    'HERALD_NATS_TOKEN_FILE',
+    'HERALD_NATS_TLS_CA_FILE',
+    'HERALD_NATS_TLS_CERT_FILE',
+    'HERALD_NATS_TLS_KEY_FILE',
+  ]);
   for (const name of allowed) assert.ok(name in settings, `${name} in the schema is a gateway setting`);
   for (const name of Object.keys(settings)) {
+    if (notYet.has(name)) {
+      assert.ok(!allowed.has(name) && !setByChart.has(name), `${name} is listed as not offered yet`);
+      continue;
+    }
     assert.ok(
       allowed.has(name) !== setByChart.has(name),
       `${name} is either set by the chart or settable through config, not ${allowed.has(name) ? 'both' : 'neither'}`,
