@@ -1,14 +1,15 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
+import { reservePorts } from './free-ports.ts';
+import { readLines, tail } from './log-lines.ts';
 
 /**
  * Real nats-server processes for tests (never a mock): the pinned binary from
@@ -639,54 +640,8 @@ async function waitUntil(deadline: number, what: string, probe: () => Promise<st
   }
 }
 
-function readLines(stream: Readable, onLine: (line: string) => void): void {
-  let buffered = '';
-  stream.setEncoding('utf8');
-  stream.on('data', (chunk: string) => {
-    buffered += chunk;
-    let nl = buffered.indexOf('\n');
-    while (nl !== -1) {
-      onLine(buffered.slice(0, nl));
-      buffered = buffered.slice(nl + 1);
-      nl = buffered.indexOf('\n');
-    }
-  });
-  stream.on('end', () => {
-    if (buffered !== '') onLine(buffered);
-    buffered = '';
-  });
-}
-
-/** Distinct free loopback ports, held open together so that they differ, then released. */
-async function reservePorts(count: number): Promise<number[]> {
-  const servers: Server[] = [];
-  try {
-    const ports: number[] = [];
-    for (let i = 0; i < count; i++) {
-      const server = createServer();
-      servers.push(server);
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(0, HOST, resolve);
-      });
-      const address = server.address();
-      if (address === null || typeof address === 'string') throw new Error('no port bound');
-      ports.push(address.port);
-    }
-    return ports;
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  }
-}
-
 /** nats-server's own complaints, which can scroll out of the tail (a bad flag prints usage after it). */
-const ERROR_LINE = /\[(FTL|ERR)\]|^nats-server: |^flag provided but not defined/;
-
-/** The last `n` log lines, preceded by any earlier error lines. */
-function tail(lines: readonly string[], n = 30): string {
-  const errors = lines.slice(0, -n).filter((l) => ERROR_LINE.test(l));
-  return [...errors.slice(-10), ...(errors.length > 0 ? ['…'] : []), ...lines.slice(-n)].join('\n');
-}
+const _ERROR_LINE = /\[(FTL|ERR)\]|^nats-server: |^flag provided but not defined/;
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

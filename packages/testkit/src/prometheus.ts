@@ -1,10 +1,10 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { reservePorts } from './free-ports.ts';
 
 /**
  * A real Prometheus for tests: Debian's package, installed by `tools/prometheus.sh`, started on a
@@ -41,15 +41,6 @@ export interface PrometheusServer {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 export async function startPrometheus(opts: PrometheusOptions): Promise<PrometheusServer> {
   const dir = mkdtempSync(join(tmpdir(), 'herald-prometheus-'));
   const interval = `${opts.scrapeIntervalMs ?? 1000}ms`;
@@ -64,7 +55,7 @@ export async function startPrometheus(opts: PrometheusOptions): Promise<Promethe
   };
   // Prometheus reads YAML, a superset of JSON.
   writeFileSync(join(dir, 'prometheus.yml'), JSON.stringify(config, null, 2));
-  const port = await freePort();
+  const [port] = await reservePorts(1);
   const child: ChildProcess = spawn(
     join(prometheusDir(), 'prometheus'),
     [

@@ -122,61 +122,65 @@ const list = (value: string): string[] =>
     .filter((v) => v !== '');
 const optional = (value: string): string | undefined => (value === '' ? undefined : value);
 
-/** Reads a file a setting names; a failure is a ConfigError naming the setting. */
-function readSetting(variable: string, path: string, readFile: (path: string) => string): string {
+/**
+ * Reads and parses the file a setting names; a missing file or a parse error (which names the
+ * line or key position, never a secret) is a ConfigError naming the setting.
+ */
+function fromFile<T>(
+  variable: string,
+  path: string,
+  readFile: (path: string) => string,
+  parse: (text: string) => T,
+): T | undefined {
+  if (path === '') return undefined;
+  let text: string;
   try {
-    return readFile(path);
+    text = readFile(path);
   } catch (err) {
     throw new ConfigError(variable, `cannot read ${path}: ${(err as Error).message}`);
   }
+  try {
+    return parse(text);
+  } catch (err) {
+    throw new ConfigError(variable, (err as Error).message);
+  }
 }
+
+const secretLines = (text: string) =>
+  text
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'))
+    .map((line) => Buffer.from(line, 'utf8'));
 
 /** The auth options the config describes, with key files read. Throws ConfigError naming the variable. */
 export function authOptionsOf(config: Config, readFile: (path: string) => string): AuthOptions {
+  const settings: AuthSettings = {
+    mode: config.auth,
+    hmacSecrets: fromFile('HERALD_JWT_SECRETS_FILE', config.jwtSecretsFile, readFile, secretLines) ?? [],
+    publicKeys: fromFile('HERALD_JWT_KEYS_FILE', config.jwtKeysFile, readFile, loadKeyFile) ?? [],
+    apiKeys: fromFile('HERALD_API_KEYS_FILE', config.apiKeysFile, readFile, parseApiKeys) ?? [],
+    jwksUrl: optional(config.jwksUrl),
+    jwksRefreshMs: config.jwksRefreshMs,
+    jwksMaxStaleMs: config.jwksMaxStaleMs,
+    ...(config.jwtAlgorithms === '' ? {} : { algorithms: list(config.jwtAlgorithms) }),
+    issuer: optional(config.jwtIssuer),
+    audience: optional(config.jwtAudience),
+    leewayMs: config.jwtLeewayMs,
+    cookieName: optional(config.authCookie),
+    queryToken: config.authQueryToken,
+  };
   try {
-    const file = (variable: string, path: string) =>
-      path === '' ? undefined : readSetting(variable, path, readFile);
-    const secrets = file('HERALD_JWT_SECRETS_FILE', config.jwtSecretsFile);
-    const keys = file('HERALD_JWT_KEYS_FILE', config.jwtKeysFile);
-    const apiKeys = file('HERALD_API_KEYS_FILE', config.apiKeysFile);
-    const settings: AuthSettings = {
-      mode: config.auth,
-      hmacSecrets:
-        secrets === undefined
-          ? []
-          : secrets
-              .split('\n')
-              .map((line) => line.trim())
-              .filter((line) => line !== '' && !line.startsWith('#'))
-              .map((line) => Buffer.from(line, 'utf8')),
-      publicKeys: keys === undefined ? [] : loadKeyFile(keys),
-      apiKeys: apiKeys === undefined ? [] : parseApiKeys(apiKeys),
-      jwksUrl: optional(config.jwksUrl),
-      jwksRefreshMs: config.jwksRefreshMs,
-      jwksMaxStaleMs: config.jwksMaxStaleMs,
-      ...(config.jwtAlgorithms === '' ? {} : { algorithms: list(config.jwtAlgorithms) }),
-      issuer: optional(config.jwtIssuer),
-      audience: optional(config.jwtAudience),
-      leewayMs: config.jwtLeewayMs,
-      cookieName: optional(config.authCookie),
-      queryToken: config.authQueryToken,
-    };
     return authOptions(settings);
   } catch (err) {
-    if (err instanceof ConfigError) throw err;
-    if (err instanceof AuthConfigError) {
-      const variable = AUTH_VARIABLES[err.option] ?? 'HERALD_AUTH';
-      const message =
-        variable === 'HERALD_AUTH'
-          ? 'is jwt (the default) but no key is configured: set HERALD_JWT_SECRETS_FILE, HERALD_JWT_KEYS_FILE, HERALD_JWKS_URL or HERALD_API_KEYS_FILE, or set HERALD_AUTH=none to run without authentication'
-          : err.message;
-      throw new ConfigError(variable, message);
-    }
-    // Key and API key file parsers name the line or key position, never the secret.
-    const variable = /api key/i.test((err as Error).message)
-      ? 'HERALD_API_KEYS_FILE'
-      : 'HERALD_JWT_KEYS_FILE';
-    throw new ConfigError(variable, (err as Error).message);
+    if (!(err instanceof AuthConfigError)) throw err;
+    // `mode` fails only for jwt with nothing to verify tokens with: say what to set.
+    if (err.option === 'mode')
+      throw new ConfigError(
+        'HERALD_AUTH',
+        'is jwt (the default) but no key is configured: set HERALD_JWT_SECRETS_FILE, HERALD_JWT_KEYS_FILE, HERALD_JWKS_URL or HERALD_API_KEYS_FILE, or set HERALD_AUTH=none to run without authentication',
+      );
+    throw new ConfigError(AUTH_VARIABLES[err.option] ?? 'HERALD_AUTH', err.message);
   }
 }
 

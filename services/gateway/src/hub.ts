@@ -351,12 +351,12 @@ export class Hub {
   /** The client went away (or the adapter gave up on it). Idempotent. */
   remove(c: Connection): void {
     if (c.closed) return;
-    this.closes.client++;
     this.#drop(c, 'client');
   }
 
   #drop(c: Connection, reason: CloseReason | 'client'): void {
     c.closed = true;
+    this.closes[reason]++;
     this.#opts.onClosed?.(c, reason);
     if (c.timers !== undefined) for (const t of c.timers) this.#opts.clock.clearTimeout(t);
     this.#unregister(c);
@@ -365,7 +365,6 @@ export class Hub {
   /** Closes one connection from the server side with a jittered `retry:`, so its client comes back later. */
   close(c: Connection, reason: CloseReason = 'drain'): void {
     if (c.closed) return;
-    this.closes[reason]++;
     const retry = this.#jitteredRetry();
     const q = c.queue;
     c.queue = undefined;
@@ -600,8 +599,10 @@ export class Hub {
     this.#opts.onFanout?.(e, streams);
   }
 
-  /** Queues one event to one client, once: a client matching it through several patterns gets it once. */
-  /** Returns 1 when the event was queued to be written now, else 0 (a duplicate, or held). */
+  /**
+   * Queues one event to one client, once: a client matching it through several patterns gets it
+   * once. Returns 1 when it was queued to be written now, else 0 (a duplicate, or held back).
+   */
   #deliver(c: Connection, e: StoredEvent, frame: Buffer, replay = false): number {
     if (c.lastSeq >= e.seq) return 0;
     if (c.pending !== undefined && !replay) {
@@ -655,7 +656,6 @@ export class Hub {
       const sink = c.sink;
       if (sink.destroy !== undefined && (sink.writableLength ?? 0) > this.#opts.maxQueuedBytes) {
         // It has not read what it was sent; more would only pile up here.
-        this.closes.slow++;
         sink.destroy();
         this.#drop(c, 'slow');
         continue;
