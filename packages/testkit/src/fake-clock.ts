@@ -2,6 +2,10 @@
  * A clock whose time moves only when a test says so. Structurally a gateway `Clock`, so tests
  * control heartbeats, drain windows and retention ages without sleeping.
  */
+/** Node's longest timer delay; as in Node, a longer one fires after 1 ms (a bug this lets tests see). */
+const TIMER_MAX_MS = 2 ** 31 - 1;
+const asNode = (ms: number): number => (ms > TIMER_MAX_MS ? 1 : ms);
+
 interface Timer {
   readonly id: number;
   at: number;
@@ -23,11 +27,11 @@ export class FakeClock {
   }
 
   setTimeout(fn: () => void, ms: number): unknown {
-    return this.#add(fn, ms, undefined);
+    return this.#add(fn, asNode(ms), undefined);
   }
 
   setInterval(fn: () => void, ms: number): unknown {
-    return this.#add(fn, ms, Math.max(1, ms));
+    return this.#add(fn, asNode(ms), Math.max(1, asNode(ms)));
   }
 
   clearTimeout(handle: unknown): void {

@@ -103,6 +103,8 @@ const HEARTBEAT = Buffer.from(encodeComment());
 const ALL = [compilePattern('>')];
 /** A flush writes a connection's chunks separately (corked) rather than copying them together above this. */
 const COPY_LIMIT = 16 * 1024;
+/** setTimeout's longest delay (~24.8 days); Node fires a longer one after 1 ms. */
+const TIMER_MAX_MS = 2 ** 31 - 1;
 
 export class Connection {
   static #ids = 0;
@@ -329,6 +331,11 @@ export class Hub {
   #expireAt(c: Connection, expiresAt: number, warnMs: number): void {
     const now = this.#opts.clock.now();
     const clock = this.#opts.clock;
+    if (expiresAt - now > TIMER_MAX_MS) {
+      // setTimeout fires at once past ~24.8 days: wait in steps instead.
+      c.timers = [clock.setTimeout(() => this.#expireAt(c, expiresAt, warnMs), TIMER_MAX_MS)];
+      return;
+    }
     c.timers = [
       clock.setTimeout(
         () => {

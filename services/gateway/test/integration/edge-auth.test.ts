@@ -19,6 +19,7 @@ import {
 const ORDERS_KEY = 'orders-key-0123456789abcdef';
 const ANY_KEY = 'any-topic-key-0123456789abcdef';
 const MINUTE = 60_000;
+const DAY = 24 * 60 * MINUTE;
 
 interface AuthGateway extends TestGateway {
   readonly clock: FakeClock;
@@ -349,5 +350,31 @@ describe('edge auth - token expiry on a live stream', () => {
       'every event exactly once, in order, across the expiry',
     );
     assert.ok(!second.events.some((e) => e.event === 'herald.reset'), 'no reset');
+  });
+
+  it('expiry - a token valid for 30 days (past the ~24.8-day limit of setTimeout) keeps its stream open until its exp', async (t) => {
+    const WARN = 30_000;
+    const gw = await startAuthGateway(t, { tokenExpiryWarnMs: WARN });
+    const { clock } = gw;
+    const expiresAt = clock.now() + 30 * DAY;
+    const c = await gw.stream(
+      { topic: 'live.feed' },
+      { headers: bearer(await gw.token({ sub: 'dave', subscribe: ['live.>'], expiresAt })) },
+    );
+    assert.equal(c.status, 200);
+    clock.tick(25 * DAY);
+    const r = await gw.publish(
+      { topic: 'live.feed', data: 'day 25' },
+      { Authorization: `ApiKey ${ANY_KEY}` },
+    );
+    assert.equal(r.status, 200);
+    await c.waitFor((s) => s.events.some((e) => e.data === 'day 25'), 'an event on day 25');
+    assert.equal(gw.gateway.hub.closes['token-expired'], 0, 'still open on day 25');
+    assert.ok(!c.events.some((e) => e.event === 'herald.token-expiring'), 'no warning yet');
+    clock.tick(expiresAt - WARN - clock.now());
+    await c.waitFor((s) => s.events.some((e) => e.event === 'herald.token-expiring'), 'the warning');
+    clock.tick(WARN);
+    await c.ended;
+    assert.equal(gw.gateway.hub.closes['token-expired'], 1);
   });
 });
