@@ -53,6 +53,7 @@ import {
   type Kind,
   NATS_PLACEMENT,
   natsServerPath,
+  nextExport,
   type Server,
   startServer,
   stopServer,
@@ -99,6 +100,7 @@ const P99_BUDGET_MS = 100;
 /** Past this p99 (or with events missing) a rate is saturated, and higher rates are not tried. */
 const SATURATED_P99_MS = 1000;
 const OPEN_BATCH = 250;
+const WARM_UP_CONNECTIONS = 250;
 const MAX_IN_FLIGHT = 256;
 const DRAIN_QUIET_MS = 1000;
 const DRAIN_CAP_MS = QUICK ? 5000 : 15_000;
@@ -340,6 +342,34 @@ async function undisturbed(label: string, run: () => Promise<PhaseResult>): Prom
   return result;
 }
 
+/**
+ * Opens and closes WARM_UP_CONNECTIONS streams before the baseline memory reading, so what a
+ * server pays once (code compiled on first use, modules loaded lazily such as the OTLP exporter's
+ * serializer) is not charged to the connections measured. `herald-observed` also waits for the
+ * warm-up's spans to reach the sink, as the first export is such a one-time cost.
+ */
+async function warmUp(server: Server, label: string): Promise<void> {
+  const exported = server.observed === undefined ? undefined : nextExport(30_000);
+  exported?.catch(() => undefined); // awaited below, unless the warm-up itself fails
+  const client = startClient(`${label} warm-up`);
+  try {
+    await client.ask(
+      {
+        cmd: 'open',
+        host: HOST,
+        port: server.port,
+        topic: TOPIC,
+        count: WARM_UP_CONNECTIONS,
+        batch: OPEN_BATCH,
+      },
+      60_000,
+    );
+  } finally {
+    await stopClient(client);
+  }
+  await exported;
+}
+
 async function session(kind: Kind, connections: number, repeat: number): Promise<Session> {
   const label = `${kind} n=${connections} #${repeat}`;
   const result = emptySession(kind, connections, repeat);
@@ -348,6 +378,7 @@ async function session(kind: Kind, connections: number, repeat: number): Promise
   const server = await startServer(kind, join(OUT, 'logs', `${kind}-${connections}-${repeat}.log`));
   const client = startClient(label);
   try {
+    await warmUp(server, label);
     result.rssBeforeKb = await settledRssKb(server.pid);
     const opening = Date.now();
     await client.ask(

@@ -3,6 +3,7 @@
  * JetStream with a fresh nats-server of its own (`herald-jetstream`), and the reference SSE server.
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';
+import { EventEmitter, once } from 'node:events';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -70,18 +71,26 @@ export interface Server {
 }
 
 let sink: Promise<number> | undefined;
+const received = new EventEmitter();
 /** An OTLP/HTTP receiver that reads and discards what it gets; its port. One per run. */
 function otlpSink(): Promise<number> {
   sink ??= new Promise((resolve) => {
     const server = createHttpServer((req, res) => {
       req.resume();
-      req.on('end', () => res.writeHead(200, { 'Content-Type': 'application/json' }).end('{}'));
+      req.on('end', () => {
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end('{}');
+        received.emit('export');
+      });
     });
     server.listen(0, HOST, () => resolve((server.address() as AddressInfo).port));
     server.unref();
   });
   return sink;
 }
+
+/** Resolves when the OTLP sink next receives an export; rejects after `ms`. */
+export const nextExport = (ms: number): Promise<unknown> =>
+  once(received, 'export', { signal: AbortSignal.timeout(ms) });
 
 /** Scrapes `/metrics` as Prometheus would (every 15 s by default; every 5 s here, to be safe). */
 function scrapeEvery(port: number, ms: number): NodeJS.Timeout {

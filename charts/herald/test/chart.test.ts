@@ -13,8 +13,10 @@ import { authOptionsOf, parseConfig, settings } from '@herald/gateway';
 import {
   type ControlPlane,
   natsServerPath,
+  spawnGateway,
   startControlPlane,
   startGateway,
+  startOtlpReceiver,
   type TestGateway,
   until,
   untilReady,
@@ -161,7 +163,7 @@ describe('helm lint and template', () => {
       const env = envOf(c);
       const drainMs = Number(env.HERALD_DRAIN_MS);
       assert.ok(pod.terminationGracePeriodSeconds * 1000 > drainMs, 'grace period beyond the drain window');
-      for (const name of Object.keys(env)) assert.match(name, /^HERALD_/);
+      for (const name of Object.keys(env)) assert.match(name, /^(HERALD_|OTEL_|POD_NAME$)/);
       assert.equal(new Set(c.env.map((e: Obj) => e.name)).size, c.env.length, 'no duplicate env');
 
       const svc = gatewayService(objs);
@@ -487,6 +489,65 @@ describe('NATS credentials from nats.existingSecret', () => {
       ),
       /nats\.tlsCertKey and nats\.tlsKeyKey go together/,
     );
+  });
+});
+
+describe('tracing', () => {
+  it('off by default: no OTEL_* setting reaches the gateway', async () => {
+    const env = envOf(one(await template(), 'Deployment').spec.template.spec.containers[0]);
+    assert.deepEqual(
+      Object.keys(env).filter((k) => k.startsWith('OTEL_')),
+      [],
+    );
+  });
+
+  it('production: the rendered OTEL_* settings make the real gateway export spans naming its pod, at the sample ratio', async (t) => {
+    const receiver = await startOtlpReceiver();
+    t.after(() => receiver.close());
+    const objs = await template(PROFILES.production, ['--set', 'tracing.sampleRatio=0']);
+    const root = mkdtempSync(join(tmpdir(), 'herald-otel-'));
+    t.after(() => rmSync(root, { recursive: true, force: true }));
+    const dep = one(objs, 'Deployment');
+    const { env } = mountContainer(objs, dep, 'gateway', root, USER_SECRETS);
+    assert.equal(env.OTEL_EXPORTER_OTLP_ENDPOINT, 'http://otel-collector.monitoring:4318');
+    const otel = Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('OTEL_')));
+    const gw = await spawnGateway({
+      ...otel,
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_BSP_SCHEDULE_DELAY: '50',
+    });
+    t.after(() => gw.kill('SIGKILL'));
+    const traceId = '0af7651916cd43dd8448eb211c80319c';
+    const stream = (traceparent?: string) =>
+      fetch(`${gw.url}/v1/stream?topic=otel`, traceparent ? { headers: { traceparent } } : {});
+    for (const r of [await stream(), await stream(`00-${traceId}-b7ad6b7169203331-01`)]) {
+      assert.equal(r.status, 200);
+      await r.body?.cancel();
+    }
+    await until(
+      () => receiver.spans().some((s) => s.name === 'sse.disconnect'),
+      'the disconnect span at the receiver',
+      15_000,
+    );
+    const spans = receiver.spans();
+    assert.deepEqual(
+      new Set(spans.map((s) => s.traceId)),
+      new Set([traceId]),
+      'ratio 0: the sampled request only',
+    );
+    const resource = spans[0]!.resource;
+    assert.equal(resource['k8s.pod.name'], dep.metadata.name, '$(POD_NAME), as the kubelet expands it');
+    assert.equal(resource['k8s.namespace.name'], 'herald-test');
+    assert.equal(resource['service.version'], '0.1.0');
+  });
+
+  it('refuses a ratio outside 0–1 and an endpoint that is not a URL', async () => {
+    for (const [set, key] of [
+      ['tracing.sampleRatio=1.5', 'sampleRatio'],
+      ['tracing.otlpEndpoint=collector:4318', 'otlpEndpoint'],
+    ] as const)
+      await assert.rejects(template(undefined, ['--set', set]), new RegExp(key));
   });
 });
 

@@ -37,6 +37,7 @@ export {
   startNats,
   startNatsCluster,
 } from './nats.ts';
+export { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from './otlp-receiver.ts';
 export {
   type PrometheusOptions,
   type PrometheusServer,

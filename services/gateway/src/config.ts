@@ -355,7 +355,7 @@ export const settings = {
     'tracePingRatio',
     '0.01',
     /^(0(\.\d{1,6})?|1(\.0{1,6})?)$/,
-    'Share of heartbeats traced as `sse.ping` spans (0–1), when tracing is on (`OTEL_EXPORTER_OTLP_ENDPOINT`).',
+    'Share of a traced connection’s heartbeats recorded as `sse.ping` spans (0–1), when tracing is on (`OTEL_EXPORTER_OTLP_ENDPOINT`).',
   ),
   HERALD_LOG_LEVEL: oneOf(
     'logLevel',

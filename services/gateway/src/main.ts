@@ -7,13 +7,16 @@ import { NodeSDK } from '@opentelemetry/sdk-node';
 import { type Config, ConfigError, parseConfig } from './config.ts';
 import { createGateway, type Gateway } from './gateway.ts';
 import { errorFields, jsonLogger, type Logger } from './log.ts';
+import { samplerDefaults } from './telemetry/sampling.ts';
 
 // Tracing is on when an OTLP endpoint is configured, with the standard OTEL_* variables (the SDK
-// reads the rest of them itself: headers, sampler, resource attributes). Metrics are not sent over
+// reads the rest of them itself: headers, sampler, resource attributes), and Herald's default
+// sampler where none is set. Metrics are not sent over
 // OTLP: Prometheus scrapes them from HERALD_METRICS_PORT.
 const otlp =
   (process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] ?? process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] ?? '') !==
     '' && process.env['OTEL_SDK_DISABLED'] !== 'true';
+if (otlp) Object.assign(process.env, samplerDefaults(process.env));
 const sdk = otlp
   ? new NodeSDK({
       serviceName: process.env['OTEL_SERVICE_NAME'] ?? 'herald-gateway',

@@ -8,6 +8,7 @@ import {
   SpanStatusCode,
   type TextMapGetter,
   type TextMapSetter,
+  TraceFlags,
   type Tracer,
   trace,
 } from '@opentelemetry/api';
@@ -46,11 +47,12 @@ const propagator = new W3CTraceContextPropagator();
 export interface ConnectSpan {
   readonly span: Span;
   /**
-   * What the connection keeps for its later spans: the connect span's identity alone. A Context
-   * (a Map) or the span itself (attributes, resource, timings), held for the life of every stream,
-   * would cost hundreds of bytes to kilobytes per connection.
+   * What the connection keeps for its later spans: the connect span's identity alone, and only
+   * when it is sampled (its later spans follow that decision, as a parent-based sampler's would).
+   * A Context (a Map) or the span itself (attributes, resource, timings), held for the life of
+   * every stream, would cost hundreds of bytes to kilobytes per connection.
    */
-  readonly context: SpanContext;
+  readonly context: SpanContext | undefined;
 }
 
 export class StreamTracing {
@@ -73,7 +75,8 @@ export class StreamTracing {
       },
       parent,
     );
-    return { span, context: span.spanContext() };
+    const context = span.spanContext();
+    return { span, context: context.traceFlags & TraceFlags.SAMPLED ? context : undefined };
   }
 
   accepted(cs: ConnectSpan, c: Connection, resume: ResumeSource | 'none'): void {
@@ -104,6 +107,7 @@ export class StreamTracing {
   }
 
   resumed(c: Connection, source: ResumeSource, events: number): void {
+    if (c.trace === undefined) return;
     const span = this.#tracer.startSpan(
       'sse.resume',
       { startTime: c.openedAt, attributes: { 'herald.resume': source, 'herald.events': events } },
@@ -113,11 +117,12 @@ export class StreamTracing {
   }
 
   heartbeat(c: Connection): void {
-    if (this.#opts.random() >= this.#opts.pingRatio) return;
+    if (c.trace === undefined || this.#opts.random() >= this.#opts.pingRatio) return;
     this.#tracer.startSpan('sse.ping', {}, this.#context(c)).end();
   }
 
   closed(c: Connection, reason: CloseReason | 'client', now: number): void {
+    if (c.trace === undefined) return;
     const span = this.#tracer.startSpan(
       'sse.disconnect',
       {
@@ -166,8 +171,8 @@ export class StreamTracing {
       .end();
   }
 
+  /** The context of a sampled connection's later spans. */
   #context(c: Connection): Context {
-    const parent = c.trace as SpanContext | undefined;
-    return parent === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, parent);
+    return trace.setSpanContext(ROOT_CONTEXT, c.trace as SpanContext);
   }
 }

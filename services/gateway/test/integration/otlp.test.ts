@@ -1,45 +1,47 @@
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { it } from 'node:test';
-import { connectSse, spawnGateway, until } from '@herald/testkit';
+import { connectSse, spawnGateway, startOtlpReceiver, until } from '@herald/testkit';
 
-it('tracing - with OTEL_EXPORTER_OTLP_ENDPOINT set, the gateway process exports its connection spans over OTLP/HTTP', async (t) => {
-  const bodies: string[] = [];
-  const paths: string[] = [];
-  const receiver = createServer((req, res) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => {
-      body += c;
-    });
-    req.on('end', () => {
-      paths.push(req.url ?? '');
-      bodies.push(body);
-      res.writeHead(200, { 'Content-Type': 'application/json' }).end('{}');
-    });
-  });
-  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
+const SAMPLED = `00-${TRACE_ID}-00f067aa0ba902b7-01`;
+
+it('tracing - with OTEL_EXPORTER_OTLP_ENDPOINT set, the gateway process exports connection spans over OTLP/HTTP, sampled parent-based by default', async (t) => {
+  const receiver = await startOtlpReceiver();
   t.after(() => receiver.close());
-  const port = (receiver.address() as AddressInfo).port;
   const gw = await spawnGateway({
-    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
     OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
     // Export batches quickly, so the test waits on the spans, not on the batch timer.
     OTEL_BSP_SCHEDULE_DELAY: '50',
+    // No sampler named: Herald's parent-based default, here at ratio 0 so the outcome is certain.
+    OTEL_TRACES_SAMPLER_ARG: '0',
     HERALD_RELEASE_VERSION: 'v-otlp',
   });
   t.after(() => gw.kill('SIGKILL'));
-  const c = await connectSse(`${gw.url}/v1/stream?topic=otlp`);
-  await c.waitFor((s) => s.ids.length === 1, 'the opening');
-  c.close();
-  const seen = () => bodies.join('\n');
-  await until(() => seen().includes('"sse.disconnect"'), 'the disconnect span at the receiver', 15_000);
+  const untraced = await connectSse(`${gw.url}/v1/stream?topic=otlp`);
+  const traced = await connectSse(`${gw.url}/v1/stream?topic=otlp`, { headers: { traceparent: SAMPLED } });
+  await untraced.waitFor((s) => s.ids.length === 1, 'the opening');
+  await traced.waitFor((s) => s.ids.length === 1, 'the opening');
+  untraced.close();
+  traced.close();
+  await until(
+    () => receiver.spans().some((s) => s.name === 'sse.disconnect'),
+    'the disconnect span at the receiver',
+    15_000,
+  );
   assert.ok(
-    paths.every((p) => p === '/v1/traces'),
+    receiver.paths.every((p) => p === '/v1/traces'),
     'spans go to the OTLP traces path',
   );
-  assert.match(seen(), /"sse\.connect"/);
-  assert.match(seen(), /herald-gateway/, 'the service name');
-  assert.match(seen(), /v-otlp/, 'the release version');
+  const spans = receiver.spans();
+  assert.deepEqual(
+    spans.map((s) => s.name).sort(),
+    ['sse.connect', 'sse.disconnect'],
+    'the traced stream only: the other one was a new trace, at ratio 0',
+  );
+  for (const s of spans) {
+    assert.equal(s.traceId, TRACE_ID, `${s.name} joins the sampled traceparent`);
+    assert.equal(s.resource['service.name'], 'herald-gateway');
+  }
+  assert.equal(spans.find((s) => s.name === 'sse.connect')?.attributes['herald.release'], 'v-otlp');
 });

@@ -100,3 +100,35 @@ it('tracing - a sampled publish carries its context with the event, and its deli
   assert.equal(deliver!.links[0]!.context.spanId, publish!.spanContext().spanId, 'linked to its publish');
   assert.equal(deliver!.attributes['herald.streams'], 1);
 });
+
+it('tracing - a connection whose request is unsampled (traceparent flags 00) records no spans and keeps no trace state', async (t) => {
+  const { tracer: tr, spans } = tracer();
+  const clock = new FakeClock();
+  const gw = await startGateway({ tracePingRatio: '1', heartbeatMs: 15_000 }, { tracer: tr, clock });
+  t.after(() => gw.close());
+  const unsampled = INCOMING.replace(/-01$/, '-00');
+  const quiet = await gw.stream({ topic: 'u.a' }, { headers: { traceparent: unsampled } });
+  const traced = await gw.stream({ topic: 'u.a' });
+  await gw.publish({ topic: 'u.a', data: 'x' });
+  await quiet.waitFor((c) => c.events.length === 1, 'the event');
+  await traced.waitFor((c) => c.events.length === 1, 'the event');
+  const traces = [...gw.gateway.hub.connections()].map((c) => c.trace);
+  assert.equal(traces.filter((tc) => tc === undefined).length, 1, 'only the unsampled stream keeps nothing');
+  clock.tick(15_000);
+  clock.tick(15_000);
+  await quiet.waitFor((c) => c.comments.length >= 2, 'a heartbeat');
+  await traced.waitFor((c) => c.comments.length >= 2, 'a heartbeat');
+  quiet.close();
+  traced.close();
+  await until(() => gw.gateway.hub.size === 0, 'both streams gone');
+  await until(() => named(spans(), 'sse.disconnect').length === 1, 'the traced stream’s disconnect span');
+  assert.deepEqual(
+    spans()
+      .filter((s) => traceOf(s) === '4bf92f3577b34da6a3ce929d0e0e4736')
+      .map((s) => s.name),
+    [],
+    'nothing in the unsampled trace',
+  );
+  assert.equal(named(spans(), 'sse.connect').length, 1, 'one recorded connect: the traced stream');
+  assert.ok(named(spans(), 'sse.ping').length >= 1, 'the traced stream’s pings');
+});
