@@ -294,6 +294,12 @@ export const settings = {
     /^[^\s]*$/,
     'Origins allowed to use the API from a browser, comma-separated: `https://app.example.com`, `https://*.example.com`, or `*` (then without credentials).',
   ),
+  HERALD_TRUSTED_PROXIES: str(
+    'trustedProxies',
+    '',
+    /^[^\s]*$/,
+    'Proxies (addresses or CIDR ranges, comma-separated) whose `X-Forwarded-For` names the client, for per-IP limits: the load balancer or Gateway API data plane in front of the gateways. Empty: the peer address is the client.',
+  ),
   HERALD_MAX_CONNECTIONS: int(
     'maxConnections',
     50_000,

@@ -1,5 +1,5 @@
 import { type ErrorCode, HeraldError } from '@herald/protocol';
-import { Admission, type AdmissionReason } from './admission/index.ts';
+import { Admission, type AdmissionReason, TrustedProxies } from './admission/index.ts';
 import {
   AuthConfigError,
   Authenticator,
@@ -24,6 +24,8 @@ export interface Edge {
   readonly credentials: CredentialOptions;
   readonly cors: (req: CorsRequest) => CorsDecision;
   readonly admission: Admission;
+  /** The client's address: the peer's, or what a trusted proxy's `X-Forwarded-For` says. */
+  readonly clientAddress: (peer: string, forwardedFor: string | undefined) => string;
   /** The stream gets `herald.token-expiring` this long before its token expires (ms). */
   readonly tokenExpiryWarnMs: number;
   /** What the edge let in and kept out; monotonic counts, read by the metrics. */
@@ -201,6 +203,12 @@ export function createEdge(config: Config, deps: EdgeDeps): Edge {
   } catch (err) {
     throw new ConfigError('HERALD_CORS_ORIGINS', (err as Error).message);
   }
+  let proxies: TrustedProxies;
+  try {
+    proxies = new TrustedProxies(list(config.trustedProxies));
+  } catch (err) {
+    throw new ConfigError('HERALD_TRUSTED_PROXIES', (err as Error).message);
+  }
   const admission = new Admission({
     maxConnections: config.maxConnections,
     connectRate: config.connectRate,
@@ -218,6 +226,7 @@ export function createEdge(config: Config, deps: EdgeDeps): Edge {
     credentials: { cookieName: optional(config.authCookie), queryToken: config.authQueryToken },
     cors,
     admission,
+    clientAddress: (peer, forwardedFor) => proxies.clientAddress(peer, forwardedFor),
     tokenExpiryWarnMs: config.tokenExpiryWarnMs,
     stats: {
       connects: { accepted: 0, rejected: 0, turned_away: 0 },

@@ -10,4 +10,5 @@ export {
   type ConnectionAttempt,
   jitterSeconds,
 } from './admission.ts';
+export { TrustedProxies } from './client-address.ts';
 export { type TakeResult, TokenBucket, type TokenBucketOptions } from './token-bucket.ts';

@@ -119,7 +119,7 @@ export async function acceptStream(socket: Socket, req: StreamRequest, deps: Str
       return;
     }
     const decision = edge.admission.admit({
-      ip: socket.remoteAddress ?? '',
+      ip: edge.clientAddress(socket.remoteAddress ?? '', header(req, 'x-forwarded-for')),
       subject: principal.via === 'none' ? undefined : principal.subject,
       topics: topics.length,
     });

@@ -90,6 +90,24 @@ describe('edge admission - caps and connect rate', () => {
     assert.equal((await gw.stream({ topic: 'ip' })).status, 200);
   });
 
+  it('admission - behind a trusted proxy the per-IP cap counts the X-Forwarded-For client; from anyone else the header is ignored', async (t) => {
+    const behind = await startGateway({ maxConnectionsPerIp: 1, trustedProxies: '127.0.0.0/8' });
+    t.after(() => behind.close());
+    const via = (client: string) => ({ headers: { 'X-Forwarded-For': `${client}, 127.0.0.9` } });
+    assert.equal((await behind.stream({ topic: 'ip' }, via('198.51.100.1'))).status, 200);
+    assert.equal((await behind.stream({ topic: 'ip' }, via('198.51.100.2'))).status, 200, 'another client');
+    const again = await refusalOf(await behind.stream({ topic: 'ip' }, via('198.51.100.1')));
+    assert.equal(again.status, 429, 'the first client again');
+    assert.equal(behind.gateway.edge.admission.openForIp('198.51.100.1'), 1);
+
+    const direct = await startGateway({ maxConnectionsPerIp: 1 });
+    t.after(() => direct.close());
+    assert.equal((await direct.stream({ topic: 'ip' }, via('198.51.100.1'))).status, 200);
+    const forged = await refusalOf(await direct.stream({ topic: 'ip' }, via('198.51.100.2')));
+    assert.equal(forged.status, 429, 'a forged header does not buy another slot');
+    assert.equal(direct.gateway.edge.admission.openForIp('127.0.0.1'), 1);
+  });
+
   it('admission - past maxConnectionsPerSubject a user gets 429 while another user still connects', async (t) => {
     const files = writeTempFiles({ secrets: `${TEST_HMAC_SECRET}\n` });
     t.after(() => files.remove());
