@@ -11,8 +11,8 @@ import { samplerDefaults } from './telemetry/sampling.ts';
 
 // Tracing is on when an OTLP endpoint is configured, with the standard OTEL_* variables (the SDK
 // reads the rest of them itself: headers, sampler, resource attributes), and Herald's default
-// sampler where none is set. Metrics are not sent over
-// OTLP: Prometheus scrapes them from HERALD_METRICS_PORT.
+// sampler where none is set. Metrics are not sent over OTLP: Prometheus scrapes them from
+// HERALD_METRICS_PORT.
 const otlp =
   (process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] ?? process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] ?? '') !==
     '' && process.env['OTEL_SDK_DISABLED'] !== 'true';

@@ -8,17 +8,15 @@ import { BlockList, isIP } from 'node:net';
  */
 export class TrustedProxies {
   readonly #list = new BlockList();
-  readonly #empty: boolean;
 
   /** `entries`: `10.0.0.0/8`, `fd00::/8`, `192.0.2.7`, … Throws an Error naming a bad entry. */
   constructor(entries: readonly string[]) {
-    this.#empty = entries.length === 0;
     for (const entry of entries) {
       const [address = '', prefix, extra] = entry.split('/');
       const family = isIP(address);
-      const bits = prefix === undefined ? (family === 6 ? 128 : 32) : Number(prefix);
       const max = family === 6 ? 128 : 32;
-      if (family === 0 || extra !== undefined || !/^\d{1,3}$/.test(String(bits)) || bits > max)
+      const bits = prefix === undefined ? max : Number(prefix);
+      if (family === 0 || extra !== undefined || !/^\d{1,3}$/.test(prefix ?? '0') || bits > max)
         throw new Error(`"${entry}" is not an IP address or CIDR range (e.g. 10.0.0.0/8, fd00::/8)`);
       this.#list.addSubnet(address, bits, family === 6 ? 'ipv6' : 'ipv4');
     }
@@ -27,7 +25,7 @@ export class TrustedProxies {
   /** Whether `address` is one of the trusted proxies. */
   has(address: string): boolean {
     const family = isIP(address);
-    return !this.#empty && family !== 0 && this.#list.check(address, family === 6 ? 'ipv6' : 'ipv4');
+    return family !== 0 && this.#list.check(address, family === 6 ? 'ipv6' : 'ipv4');
   }
 
   /**

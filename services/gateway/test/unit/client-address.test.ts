@@ -40,7 +40,15 @@ it('client address - IPv6, IPv4-mapped peers and hops with ports', () => {
 });
 
 it('client address - a bad entry is refused, naming it', () => {
-  for (const bad of ['10.0.0.0/33', 'example.com', '10.0.0/8', 'fd00::/129', '10.0.0.0/8/1', '10.0.0.0/x'])
+  for (const bad of [
+    '10.0.0.0/33',
+    'example.com',
+    '10.0.0/8',
+    'fd00::/129',
+    '10.0.0.0/8/1',
+    '10.0.0.0/x',
+    '10.0.0.0/',
+  ])
     assert.throws(
       () => new TrustedProxies([bad]),
       new RegExp(`"${bad.replace(/[./]/g, '\\$&')}" is not an IP address`),
