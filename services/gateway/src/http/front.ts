@@ -26,6 +26,9 @@ export interface Front {
   destroyPending(): void;
 }
 
+/** Without a listener an ECONNRESET would be thrown; every error ends in 'close' anyway. */
+function ignoreError(): void {}
+
 export function createFront(opts: FrontOptions): Front {
   const pending = new Set<Socket>();
 
@@ -41,15 +44,22 @@ export function createFront(opts: FrontOptions): Front {
     socket.resume();
   };
 
+  // Closures made for a connection live as long as it does (hours, for a stream), and with them
+  // everything their scope holds: so, once the head is in, nothing of this scope stays reachable
+  // but what the error listener (made outside it) needs.
   const server = createServer({ noDelay: true }, (socket) => {
     pending.add(socket);
-    // Without a listener an ECONNRESET would be thrown; every error ends in 'close' anyway.
-    socket.on('error', () => {});
-    socket.once('close', () => pending.delete(socket));
+    socket.on('error', ignoreError);
     // A deadline for the whole head, not an idle timeout: a client trickling a byte at a time
     // (slowloris) must not hold the socket for ever.
     const deadline = setTimeout(() => socket.destroy(), opts.headTimeoutMs);
-    socket.once('close', () => clearTimeout(deadline));
+    const done = () => {
+      clearTimeout(deadline);
+      pending.delete(socket);
+      socket.removeListener('close', done);
+      socket.removeListener('data', onData);
+    };
+    socket.once('close', done);
     let buf: Buffer | undefined;
     const onData = (chunk: Buffer) => {
       const scanned = buf === undefined ? 0 : buf.length - 1;
@@ -57,9 +67,7 @@ export function createFront(opts: FrontOptions): Front {
       const end = headEnd(buf);
       // Malformed bytes go to node:http at once, to be answered 400 rather than held to the deadline.
       if (end === -1 && buf.length <= opts.maxHeadBytes && !cannotBeHead(buf, scanned)) return;
-      socket.removeListener('data', onData);
-      clearTimeout(deadline);
-      pending.delete(socket);
+      done();
       const head = end === -1 || end > opts.maxHeadBytes ? undefined : parseRequestHead(buf);
       if (head === undefined || !opts.take(socket, head)) handOff(socket, buf);
     };
