@@ -231,43 +231,21 @@ describe('helm lint and template', () => {
   });
 
   it('the schema rejects a misspelled key, naming it', async () => {
-    await assert.rejects(helm(['template', 'herald', '.', '--set', 'image.repostory=x']), /repostory/);
-    await assert.rejects(
-      helm(['template', 'herald', '.', '--set', 'config.HERALD_MAX_CONECTIONS=1']),
-      /HERALD_MAX_CONECTIONS/,
-    );
-    await assert.rejects(helm(['template', 'herald', '.', '--set', 'hpa.enabld=true']), /enabld/);
-    await assert.rejects(
-      helm(['template', 'herald', '.', '--set', 'nats.bundled.persistense.size=1Gi']),
-      /persistense/,
-    );
-    await assert.rejects(
-      helm(['template', 'herald', '.', '--set', 'networkPolicy.egress.nats[0].podSelectr.matchLabels.a=b']),
-      /podSelectr/,
-    );
-    await assert.rejects(
-      helm([
-        'template',
-        'herald',
-        '.',
-        '--set',
-        'networkPolicy.extraEgress[0].too[0].ipBlock.cidr=0.0.0.0/0',
-      ]),
-      /too/,
-    );
-    // A size the chart cannot turn into JetStream's limit: the schema says which value.
-    await assert.rejects(
-      helm([
-        'template',
-        'herald',
-        '.',
-        '--set',
-        'nats.bundled.enabled=true',
-        '--set',
-        'nats.bundled.persistence.size=2GB',
-      ]),
-      /nats\/bundled\/persistence\/size/,
-    );
+    const refusals: [sets: string[], naming: RegExp][] = [
+      [['image.repostory=x'], /repostory/],
+      [['config.HERALD_MAX_CONECTIONS=1'], /HERALD_MAX_CONECTIONS/],
+      [['hpa.enabld=true'], /enabld/],
+      [['nats.bundled.persistense.size=1Gi'], /persistense/],
+      [['networkPolicy.egress.nats[0].podSelectr.matchLabels.a=b'], /podSelectr/],
+      [['networkPolicy.extraEgress[0].too[0].ipBlock.cidr=0.0.0.0/0'], /too/],
+      // A size the chart cannot turn into JetStream's limit: the schema says which value.
+      [
+        ['nats.bundled.enabled=true', 'nats.bundled.persistence.size=2GB'],
+        /nats\/bundled\/persistence\/size/,
+      ],
+    ];
+    for (const [sets, naming] of refusals)
+      await assert.rejects(helm(['template', 'herald', '.', ...sets.flatMap((v) => ['--set', v])]), naming);
   });
 
   it('refuses a fleet on the per-pod memory broker', async () => {
