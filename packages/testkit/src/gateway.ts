@@ -156,13 +156,17 @@ export async function runGatewayToExit(
  */
 export async function until(
   check: () => boolean | Promise<boolean>,
-  what: string,
+  /** What is awaited, for the timeout's message; a function is asked at the timeout, for the state then. */
+  what: string | (() => string),
   timeoutMs = 10_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
     if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}`,
+      );
     await new Promise((r) => setTimeout(r, wait));
   }
 }

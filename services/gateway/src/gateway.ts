@@ -35,6 +35,11 @@ export interface GatewayDeps {
   readonly tracer?: Tracer;
 }
 
+/** Connections the kernel may hold for accept(); see listen() below. */
+const LISTEN_BACKLOG = 4096;
+/** How long ended streams may take to flush and close at shutdown before they are cut off (ms). */
+const STREAM_LINGER_MS = 2000;
+
 /** One gateway: broker, fan-out hub and HTTP server, wired together. */
 export interface Gateway {
   readonly hub: Hub;
@@ -222,7 +227,10 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
       hub.start();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(config.port, config.host, () => {
+        // A reconnect storm arrives all at once: past a full accept queue (Node's default 511) the
+        // kernel drops handshakes and clients wait out a SYN retransmit (1 s, then 3 s, …). The
+        // kernel caps this at net.core.somaxconn.
+        server.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG }, () => {
           server.off('error', reject);
           resolve();
         });
@@ -239,7 +247,11 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
         http.closeAllConnections();
         // Stops node:http's connection checks; it answers "not running", which is expected.
         http.close(() => {});
+        // Ended streams get a moment to deliver their last bytes (the retry: line); a client that
+        // takes none of it, or never closes its side, is then cut off.
+        const linger = clock.setTimeout(() => front.destroyAll(), STREAM_LINGER_MS);
         await closed;
+        clock.clearTimeout(linger);
         await broker.close();
         edge.auth.close();
         if (internal.listening) await new Promise<void>((resolve) => internal.close(() => resolve()));

@@ -24,6 +24,11 @@ export interface Front {
   readonly server: Server;
   /** Destroys connections still sending their first head (the rest belong to the hub or node:http). */
   destroyPending(): void;
+  /**
+   * Destroys every connection still open, whoever holds it: after a drain, a stream whose client
+   * neither reads the rest nor closes its side would keep the listener from closing for ever.
+   */
+  destroyAll(): void;
 }
 
 /** Without a listener an ECONNRESET would be thrown; every error ends in 'close' anyway. */
@@ -31,6 +36,11 @@ function ignoreError(): void {}
 
 export function createFront(opts: FrontOptions): Front {
   const pending = new Set<Socket>();
+  const open = new Set<Socket>();
+  // One listener for every socket (`this` is the socket), not a closure per connection.
+  const forget = function (this: Socket) {
+    open.delete(this);
+  };
 
   const handOff = (socket: Socket, buf: Buffer) => {
     if (socket.destroyed) return;
@@ -49,6 +59,8 @@ export function createFront(opts: FrontOptions): Front {
   // but what the error listener (made outside it) needs.
   const server = createServer({ noDelay: true }, (socket) => {
     pending.add(socket);
+    open.add(socket);
+    socket.once('close', forget);
     socket.on('error', ignoreError);
     // A deadline for the whole head, not an idle timeout: a client trickling a byte at a time
     // (slowloris) must not hold the socket for ever.
@@ -78,6 +90,9 @@ export function createFront(opts: FrontOptions): Front {
     server,
     destroyPending() {
       for (const s of pending) s.destroy();
+    },
+    destroyAll() {
+      for (const s of open) s.destroy();
     },
   };
 }

@@ -96,7 +96,11 @@ describe('edge slow consumers', () => {
     await collectGarbage();
     const before = process.memoryUsage();
     for (let i = 0; i < STALLED; i++) sockets.push(stalledStream(port, '/v1/stream?topic=slow.feed'));
-    await until(() => gw.gateway.hub.size === STALLED + 1, 'every stalled client to be streaming', 30_000);
+    await until(
+      () => gw.gateway.hub.size === STALLED + 1,
+      () => `every stalled client to be streaming (${gw.gateway.hub.size - 1} of ${STALLED} are)`,
+      30_000,
+    );
 
     // Batches of small events: everything due to one socket in one turn is copied into one write
     // per socket (the copying path), the worst case for what a stalled socket can pin.

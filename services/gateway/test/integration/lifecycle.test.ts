@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { describe, it } from 'node:test';
-import { connectSse, FakeClock, runGatewayToExit, spawnGateway, startGateway } from '@herald/testkit';
+import { connectSse, FakeClock, runGatewayToExit, spawnGateway, startGateway, until } from '@herald/testkit';
 
 describe('heartbeat', () => {
   it('heartbeat - a comment goes only to streams that wrote nothing in the interval, from one shared timer', async (t) => {
@@ -62,6 +63,28 @@ describe('shutdown', () => {
     // Retry jitter is drawn at close time: the turned-away stream drew 0.3, then stream 2 0.7, stream 1 0.1.
     assert.deepEqual(streams[2]!.retries, [2000, Math.round(2000 * (0.5 + 0.7))]);
     assert.deepEqual(streams[1]!.retries, [2000, Math.round(2000 * (0.5 + 0.1))]);
+  });
+
+  it('shutdown - a drained stream whose client neither reads nor closes its side is cut off after 2 s, so shutdown completes', async (t) => {
+    const clock = new FakeClock();
+    const gw = await startGateway({ drainMs: 0 }, { clock });
+    const client = connect(Number(new URL(gw.url).port), '127.0.0.1');
+    t.after(() => client.destroy());
+    client.on('error', () => {});
+    client.pause();
+    client.write('GET /v1/stream?topic=stall HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    await until(() => gw.gateway.hub.size === 1, 'the stream');
+    let finished = false;
+    const done = gw.gateway.shutdown().then(() => {
+      finished = true;
+    });
+    await until(() => gw.gateway.hub.size === 0, 'the drain to end the stream');
+    clock.tick(1999);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(finished, false, 'the client still has its moment to take the last bytes');
+    clock.tick(1);
+    await until(() => finished, 'shutdown to complete once the stream is cut off');
+    await done;
   });
 
   it('process - SIGTERM drains open streams, which end with retry:, and the process exits 0', async () => {
