@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject, randomBytes, sign } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
@@ -113,8 +113,9 @@ const gatewayService = (objs: Obj[]): Obj => named(objs, 'Service', one(objs, 'D
 
 /** Secrets the profiles name as existingSecret, with contents the gateway accepts. */
 const USER_SECRETS: Secrets = {
-  'herald-auth': { 'api-keys': 'production-publisher-key-0123456789\n' },
-  'herald-nats': { password: 'nats-password' },
+  // Drawn per run: no credential lives in the repository.
+  'herald-auth': { 'api-keys': `${randomBytes(24).toString('hex')}\n` },
+  'herald-nats': { password: randomBytes(16).toString('hex') },
 };
 
 describe('chart files copied from observability/', () => {
@@ -738,8 +739,8 @@ describe('helm test: files/stream-test.mjs, run as the test Pod against a real g
     received(
       await runStreamTest([
         ...set({
-          'auth.jwtSecrets[0]': 'helm-test-hmac-secret-0123456789abcdef',
-          'auth.apiKeys[0]': 'publisher-key-0123456789abcdef',
+          'auth.jwtSecrets[0]': randomBytes(32).toString('hex'),
+          'auth.apiKeys[0]': randomBytes(16).toString('hex'),
           'config.HERALD_JWT_ISSUER': 'https://issuer.example/',
           'config.HERALD_JWT_AUDIENCE': 'herald',
         }),
@@ -779,8 +780,8 @@ describe('helm test: files/stream-test.mjs, run as the test Pod against a real g
 
   it('a secret the gateways do not hold: fails with the gateway’s 401', async () => {
     const r = await runStreamTest(
-      set({ 'auth.jwtSecrets[0]': 'the-gateways-hmac-secret-0123456789abcdef' }),
-      set({ 'auth.jwtSecrets[0]': 'some-other-hmac-secret-0123456789abcdef' }),
+      set({ 'auth.jwtSecrets[0]': randomBytes(32).toString('hex') }),
+      set({ 'auth.jwtSecrets[0]': randomBytes(32).toString('hex') }),
     );
     refused(r, /stream-test: stream: HTTP 401 .*HERALD_/);
   });

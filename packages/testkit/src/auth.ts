@@ -1,10 +1,14 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type JWTPayload, SignJWT } from 'jose';
 
-/** An HMAC secret long enough for HS256 (at least 32 bytes), for gateways under test. */
-export const TEST_HMAC_SECRET = 'herald-test-hmac-secret-0123456789abcdef';
+/**
+ * An HMAC secret long enough for HS256 (at least 32 bytes), for gateways under test: drawn anew
+ * by each test process, so no key lives in the repository.
+ */
+export const TEST_HMAC_SECRET = randomBytes(32).toString('hex');
 
 export interface TokenSpec {
   /** Default {@link TEST_HMAC_SECRET}. */

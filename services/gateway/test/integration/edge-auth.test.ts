@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { describe, it, type TestContext } from 'node:test';
 import type { Config } from '@herald/gateway';
 import {
@@ -16,8 +17,9 @@ import {
 } from '@herald/testkit';
 
 /** Publish-only API keys: one limited to `orders.>`, one that may publish anywhere. */
-const ORDERS_KEY = 'orders-key-0123456789abcdef';
-const ANY_KEY = 'any-topic-key-0123456789abcdef';
+// Drawn per run: no credential lives in the repository.
+const ORDERS_KEY = randomBytes(16).toString('hex');
+const ANY_KEY = randomBytes(16).toString('hex');
 const MINUTE = 60_000;
 const DAY = 24 * 60 * MINUTE;
 
@@ -106,7 +108,7 @@ describe('edge auth - streams and publishes with HERALD_AUTH=jwt and an HMAC sec
       ],
       [
         'signed with another key',
-        bearer(await gw.token({ ...grants, secret: 'another-secret-of-at-least-32-bytes!!' })),
+        bearer(await gw.token({ ...grants, secret: randomBytes(32).toString('hex') })),
         'HERALD_TOKEN_INVALID',
       ],
       ['alg none', bearer(unsignedToken({ ...grants, expiresAt: now + MINUTE })), 'HERALD_TOKEN_INVALID'],

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,21 +13,24 @@ const seqOf = (id: string) => Number(id.split('-')[1]);
  * The NATS identities of docs/security.md: gateways may not publish commands, the operator may
  * publish nothing else, publishers only events.
  */
+// Drawn per run: no credential lives in the repository.
+const secret = () => randomBytes(16).toString('hex');
+const PASSWORDS = { gateway: secret(), operator: secret(), publisher: secret() };
 const USERS = [
   {
     user: 'gateway',
-    password: 'gateway-password',
+    password: PASSWORDS.gateway,
     permissions: { publish: { allow: ['herald.t.>', '$JS.API.>', '_INBOX.>'], deny: ['herald.ctl.>'] } },
   },
-  { user: 'operator', password: 'operator-password', permissions: { publish: { allow: ['herald.ctl.>'] } } },
-  { user: 'publisher', password: 'publisher-password', permissions: { publish: { allow: ['herald.t.>'] } } },
+  { user: 'operator', password: PASSWORDS.operator, permissions: { publish: { allow: ['herald.ctl.>'] } } },
+  { user: 'publisher', password: PASSWORDS.publisher, permissions: { publish: { allow: ['herald.t.>'] } } },
 ];
 
 it('shed - only the operator identity can shed; the named version closes that share of its streams and every client resumes on the other gateway without loss or repeat', async (t) => {
   const nats = await startNats({ config: { authorization: { users: USERS } } });
   const dir = mkdtempSync(join(tmpdir(), 'herald-shed-'));
   const password = join(dir, 'password');
-  writeFileSync(password, 'gateway-password\n');
+  writeFileSync(password, `${PASSWORDS.gateway}\n`);
   const gateways: TestGateway[] = [];
   const clients: SseClient[] = [];
   t.after(async () => {
@@ -59,7 +63,7 @@ it('shed - only the operator identity can shed; the named version closes that sh
   clients.push(onV2);
   for (const c of [...first, onV2]) await c.waitFor((s) => s.ids.length === 1, 'the opening');
 
-  const login = (user: string) => connect({ servers: nats.url, user, pass: `${user}-password` });
+  const login = (user: keyof typeof PASSWORDS) => connect({ servers: nats.url, user, pass: PASSWORDS[user] });
   const publisher = await login('publisher');
   const operator = await login('operator');
   t.after(async () => {

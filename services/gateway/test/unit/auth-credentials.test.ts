@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type CredentialOptions, type CredentialSource, credentialsOf } from '../../src/auth/index.ts';
 
-const TOKEN = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl';
+// Shaped like a JWT (three base64url parts); the credential parser never verifies it.
+const b64 = (s: string) => Buffer.from(s).toString('base64url');
+const TOKEN = [b64('{"alg":"HS256"}'), b64('{"sub":"x"}'), b64('signature')].join('.');
 const options: CredentialOptions = { cookieName: 'herald_token', queryToken: false };
 
 const req = (headers: CredentialSource['headers'] = {}, query = ''): CredentialSource => ({
