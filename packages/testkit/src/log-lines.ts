@@ -19,7 +19,17 @@ export function readLines(stream: Readable, onLine: (line: string) => void): voi
   });
 }
 
-/** The last `n` log lines, for an error message. */
-export function tail(lines: readonly string[], n = 40): string {
-  return lines.slice(-n).join('\n');
+/**
+ * The last `n` log lines, for an error message; earlier lines matching `keep` (the process's own
+ * complaints, which can scroll out of the tail) go first.
+ */
+export function tail(lines: readonly string[], n = 40, keep?: RegExp): string {
+  const kept =
+    keep === undefined
+      ? []
+      : lines
+          .slice(0, -n)
+          .filter((l) => keep.test(l))
+          .slice(-10);
+  return [...kept, ...(kept.length > 0 ? ['…'] : []), ...lines.slice(-n)].join('\n');
 }

@@ -220,7 +220,7 @@ export async function startNatsCluster(size = 3, opts: NatsClusterOptions = {}):
     } catch (err) {
       await stopAll();
       throw new Error(
-        `${(err as Error).message}\n${nodes.map((n) => `--- ${n.api.name}\n${tail(n.lines)}`).join('\n')}`,
+        `${(err as Error).message}\n${nodes.map((n) => `--- ${n.api.name}\n${tail(n.lines, 40, ERROR_LINE)}`).join('\n')}`,
       );
     }
     return { name, nodes: nodes.map((n) => n.api), urls: urls.join(','), stop: stopAll };
@@ -289,7 +289,9 @@ async function createNode(spec: NodeSpec): Promise<Node> {
       : exit.error
         ? `; check ${binary} (\`bash tools/nats-server.sh\` rebuilds it)`
         : '';
-    return new Error(`nats-server ${spec.name} ${how} ${what}${hint}. Last log lines:\n${tail(lines)}`);
+    return new Error(
+      `nats-server ${spec.name} ${how} ${what}${hint}. Last log lines:\n${tail(lines, 40, ERROR_LINE)}`,
+    );
   };
 
   const writeConfig = async () => {
@@ -392,14 +394,16 @@ async function createNode(spec: NodeSpec): Promise<Node> {
     const timedOut = (stage: string, problem: string) =>
       new Error(
         `nats-server ${spec.name} was not ready within ${spec.readyTimeoutMs} ms (${stage}: ${problem}). ` +
-          `Last log lines:\n${tail(lines)}`,
+          `Last log lines:\n${tail(lines, 40, ERROR_LINE)}`,
       );
     // 1. The log says it is listening (client and monitoring ports known).
     const ready = await waitForReadyLine(current, deadline);
     if (ready === 'exited') throw exitError(current.exit!, 'before it was ready');
     if (ready === 'timeout') throw timedOut('start', 'no "Server is ready" in its log');
     if (port <= 0 || httpPort <= 0) {
-      throw new Error(`nats-server ${spec.name}: could not read its ports from the log:\n${tail(lines)}`);
+      throw new Error(
+        `nats-server ${spec.name}: could not read its ports from the log:\n${tail(lines, 40, ERROR_LINE)}`,
+      );
     }
     // 2. /healthz: JetStream enabled and, in a cluster, a meta leader exists and this node is
     //    current with it and with the streams it hosts. Condition-based, bounded polling.
@@ -641,7 +645,7 @@ async function waitUntil(deadline: number, what: string, probe: () => Promise<st
 }
 
 /** nats-server's own complaints, which can scroll out of the tail (a bad flag prints usage after it). */
-const _ERROR_LINE = /\[(FTL|ERR)\]|^nats-server: |^flag provided but not defined/;
+const ERROR_LINE = /\[(FTL|ERR)\]|^nats-server: |^flag provided but not defined/;
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

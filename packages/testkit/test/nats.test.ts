@@ -111,6 +111,13 @@ describe('nats', () => {
     );
   });
 
+  it('nats - a bad flag fails with the complaint of nats-server itself, though the usage text it prints after is longer than the tail', async () => {
+    await assert.rejects(
+      startNats({ args: ['--no-such-flag'] }),
+      /flag provided but not defined: -no-such-flag[\s\S]*…/,
+    );
+  });
+
   it('nats - a 3-node cluster elects a meta leader and keeps an R3 stream writable with one node stopped', async (t) => {
     const cluster = await startNatsCluster(3);
     t.after(() => cluster.stop());
