@@ -67,6 +67,8 @@ observability: deps ## Alert rules through promtool (Debian's Prometheus, from t
 	$(NODE) --test --test-reporter=spec 'observability/test/**/*.test.ts'
 
 build: deps ## Compile the gateway to JavaScript (services/gateway/dist), as its Dockerfile does
+	@# From scratch: output of a deleted source must not linger for dist-test to pass against.
+	rm -rf packages/protocol/dist services/gateway/dist
 	tsc -p packages/protocol/tsconfig.build.json
 	tsc -p services/gateway/tsconfig.build.json
 	rm -rf services/gateway/dist/demo && cp -r services/gateway/src/demo services/gateway/dist/demo

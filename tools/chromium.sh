@@ -5,23 +5,12 @@
 # or any other download of a browser build (machines here cannot fetch one, and it would not be
 # pinned by anything the project controls).
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 exe=/usr/bin/chromium
 
 if [ ! -x "$exe" ]; then
-  if [ "$(id -u)" -eq 0 ]; then
-    as_root=()
-  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    as_root=(sudo -n)
-  else
-    echo "herald: Chromium is not installed and this user cannot install it (not root, no passwordless sudo)." >&2
-    echo "herald: install it once with:  sudo apt-get update && sudo apt-get install -y chromium" >&2
-    exit 1
-  fi
   echo "herald: installing Debian's chromium package (once; about a minute)" >&2
-  # Wait for a dpkg lock held by another install rather than failing at once.
-  apt=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300)
-  if ! "${apt[@]}" update >&2 ||
-    ! "${apt[@]}" install -y --no-install-recommends -o Dpkg::Use-Pty=0 chromium >&2; then
+  if ! apt_install chromium; then
     echo "herald: could not install the chromium package with apt-get; check that apt can reach" >&2
     echo "herald: Debian's package mirrors, then run:  apt-get update && apt-get install -y chromium" >&2
     exit 1

@@ -10,6 +10,7 @@
 # takes many minutes on 2 CPUs; Go's own module and build caches keep later rebuilds short).
 # Progress goes to stderr; stdout is only the path.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 kube_version=v1.36.3 # Kubernetes 1.36; staging modules are k8s.io/* v0.36.3
 etcd_version=v3.6.8  # what Kubernetes v1.36.3 pins (go.mod, build/dependencies.yaml)
 gateway_version=v1.6.3
@@ -134,7 +135,7 @@ build_apiserver() {
 need_openssl() {
   command -v openssl >/dev/null && return
   echo "herald: installing Debian's openssl for the test bed's certificates" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >&2 ||
+  apt_install openssl ||
     die "openssl is needed for the test bed's certificates; install it with: apt-get install openssl"
 }
 

@@ -6,6 +6,7 @@
 # while it installs (policy-rc.d), and on a machine booted with systemd the unit is also stopped and
 # disabled, so only the tests start Prometheus, each on its own port and data directory.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 version=2.42.0+ds-5+deb12u1
 dir=/usr/bin
 
@@ -23,22 +24,15 @@ if [ "${have%% *}" = installed ]; then
   exit 1
 fi
 
-if [ "$(id -u)" -eq 0 ]; then
-  as_root=()
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-  as_root=(sudo -n)
-else
-  echo "herald: promtool is not installed and this user cannot install it (not root, no passwordless sudo)." >&2
-  echo "herald: install it once with:  sudo apt-get update && sudo apt-get install -y --no-install-recommends prometheus=$version" >&2
+as_root true || {
+  echo "herald: install promtool once with:  sudo apt-get update && sudo apt-get install -y --no-install-recommends prometheus=$version" >&2
   exit 1
-fi
+}
 
-# Wait for a dpkg lock held by another install rather than failing at once.
-apt=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -qq)
 available() { apt-cache madison prometheus 2>/dev/null | awk -F' *\\| *' '{print $2}' | grep -qxF "$version"; }
 if ! available; then
   echo "herald: refreshing apt's package lists to find prometheus $version" >&2
-  "${apt[@]}" update >&2 || true
+  apt_get -qq update || true
   if ! available; then
     echo "herald: apt offers no prometheus $version (it has: $(apt-cache madison prometheus 2>/dev/null | awk -F' *\\| *' '{print $2}' | tr '\n' ' '))." >&2
     echo "herald: Herald pins Debian 12 (bookworm)'s prometheus $version; on another release, update the pin in" >&2
@@ -54,15 +48,15 @@ policy=/usr/sbin/policy-rc.d
 ours=0
 if [ ! -e "$policy" ]; then
   printf '#!/bin/sh\n# herald: tools/prometheus.sh is installing prometheus; no service starts meanwhile.\nexit 101\n' |
-    "${as_root[@]}" tee "$policy" >/dev/null
-  "${as_root[@]}" chmod 0755 "$policy"
+    as_root tee "$policy" >/dev/null
+  as_root chmod 0755 "$policy"
   ours=1
 fi
-cleanup() { if [ "$ours" = 1 ]; then "${as_root[@]}" rm -f "$policy"; fi; }
+cleanup() { if [ "$ours" = 1 ]; then as_root rm -f "$policy"; fi; }
 trap cleanup EXIT
 
 echo "herald: installing Debian's prometheus $version (once; provides prometheus and promtool)" >&2
-if ! "${apt[@]}" install -y --no-install-recommends -o Dpkg::Use-Pty=0 "prometheus=$version" >&2; then
+if ! apt_get -qq install -y --no-install-recommends -o Dpkg::Use-Pty=0 "prometheus=$version"; then
   echo "herald: could not install prometheus with apt-get; check that apt can reach Debian's package" >&2
   echo "herald: mirrors, then run:  apt-get update && apt-get install -y --no-install-recommends prometheus=$version" >&2
   exit 1
@@ -73,7 +67,7 @@ ours=0
 # On a machine booted with systemd the unit is enabled by the package: stop it and keep it from
 # starting at the next boot. In containers (no systemd as PID 1) there is nothing to stop.
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-  "${as_root[@]}" systemctl disable --now prometheus.service >&2 2>/dev/null || true
+  as_root systemctl disable --now prometheus.service >&2 2>/dev/null || true
 fi
 
 if [ "$(installed)" != "installed $version" ] || [ ! -x "$dir/promtool" ] || [ ! -x "$dir/prometheus" ]; then
