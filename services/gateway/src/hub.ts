@@ -6,11 +6,11 @@ import {
   encodeIdOnly,
   encodeRetry,
   formatCursor,
+  matches,
   matchTokens,
   type ResetData,
   type ResetReason,
   SystemEvents,
-  topicMatcher,
 } from '@herald/protocol';
 import type { Broker, ReplayRequest, ReplayResult, StoredEvent, StreamState } from './broker/broker.ts';
 import type { Clock } from './clock.ts';
@@ -291,7 +291,9 @@ export class Hub {
         this.resumes.ring++;
         c.resume = 'ring';
         c.lastSeq = plan.after;
-        const { chunks, last, count } = this.#ring.collect(plan.after, topicMatcher(c.patterns));
+        const { chunks, last, count } = this.#ring.collect(plan.after, (t) =>
+          c.patterns.some((p) => matches(p, t)),
+        );
         for (const chunk of chunks) this.#enqueue(c, chunk);
         if (last !== undefined) c.lastSeq = last;
         c.events += count;

@@ -52,10 +52,6 @@ export class Ring {
     return this.#floor;
   }
 
-  get size(): number {
-    return this.#size;
-  }
-
   /** Frame bytes held. */
   get bytes(): number {
     return this.#bytes;

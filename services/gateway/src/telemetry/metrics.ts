@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type MetricName, Metrics } from '@herald/protocol';
 import type { Attributes } from '@opentelemetry/api';
-import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import type { Broker, StoredEvent } from '../broker/broker.ts';
@@ -21,8 +21,6 @@ export interface GatewayMetrics {
   readonly onFanout: (e: StoredEvent, streams: number) => void;
   /** Answers `GET /metrics`. */
   readonly handle: (req: IncomingMessage, res: ServerResponse) => void;
-  /** The text a scrape would get now. */
-  readonly scrape: () => Promise<string>;
   readonly close: () => Promise<void>;
 }
 
@@ -106,10 +104,6 @@ export function createMetrics(src: MetricsSources): GatewayMetrics {
       if (streams > 0) latency.record(Math.max(0, src.clock.now() - e.time) / 1000, release);
     },
     handle: (req, res) => exporter.getMetricsRequestHandler(req, res),
-    async scrape() {
-      const { resourceMetrics } = await exporter.collect();
-      return new PrometheusSerializer().serialize(resourceMetrics);
-    },
     async close() {
       loop.disable();
       await provider.shutdown();
