@@ -33,20 +33,7 @@ export interface Edge {
 }
 
 /** Why a request was refused, as the metrics label it. */
-export type RejectionReason =
-  | 'pod_full'
-  | 'rate'
-  | 'ip_full'
-  | 'subject_full'
-  | 'topics'
-  | 'unauthenticated'
-  | 'forbidden'
-  | 'origin'
-  | 'auth_unavailable'
-  | 'broker_unavailable'
-  | 'invalid';
-
-export const REJECTION_REASONS: readonly RejectionReason[] = [
+export const REJECTION_REASONS = [
   'pod_full',
   'rate',
   'ip_full',
@@ -58,7 +45,8 @@ export const REJECTION_REASONS: readonly RejectionReason[] = [
   'auth_unavailable',
   'broker_unavailable',
   'invalid',
-];
+] as const;
+export type RejectionReason = (typeof REJECTION_REASONS)[number];
 
 export interface EdgeStats {
   /** Stream requests: served, refused with a problem, or turned away with a `retry:` (draining). */
@@ -73,7 +61,6 @@ const BY_ADMISSION: Record<AdmissionReason, RejectionReason> = {
   rate: 'rate',
   'ip-full': 'ip_full',
   'subject-full': 'subject_full',
-  topics: 'topics',
 };
 
 const BY_CODE: Partial<Record<ErrorCode, RejectionReason>> = {
@@ -215,8 +202,6 @@ export function createEdge(config: Config, deps: EdgeDeps): Edge {
     ...(config.connectBurst > 0 ? { connectBurst: config.connectBurst } : {}),
     maxPerIp: config.maxConnectionsPerIp,
     maxPerSubject: config.maxConnectionsPerSubject,
-    // The stream parser refuses too many topics with its own error first.
-    maxTopics: 0,
     retryAfterSeconds: Math.max(1, Math.ceil(config.retryMs / 1000)),
     clock: deps.clock,
     random: deps.random,

@@ -3,7 +3,7 @@ import type { Clock } from '../clock.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 /** Why a stream was refused; metrics label rejections with it. */
-export const ADMISSION_REASONS = ['pod-full', 'rate', 'ip-full', 'subject-full', 'topics'] as const;
+export const ADMISSION_REASONS = ['pod-full', 'rate', 'ip-full', 'subject-full'] as const;
 export type AdmissionReason = (typeof ADMISSION_REASONS)[number];
 
 /** A new stream connection, as far as admission cares. */
@@ -15,8 +15,6 @@ export interface ConnectionAttempt {
   readonly ip: string;
   /** The authenticated user, when there is one; anonymous streams skip the per-subject cap. */
   readonly subject?: string | undefined;
-  /** How many topics (or patterns) the stream asks for. */
-  readonly topics: number;
 }
 
 /** An admitted stream's slots; release them when the stream ends. */
@@ -31,8 +29,8 @@ interface RefusalBase {
   /** For the problem body's `detail`; names the limit, never the address or subject. */
   readonly detail: string;
   /**
-   * The limit that was hit: streams per pod, per address or per subject, topics per stream, or
-   * for `rate` new streams per second. For the problem body's `limit`.
+   * The limit that was hit: streams per pod, per address or per subject, or for `rate` new streams
+   * per second. For the problem body's `limit`.
    */
   readonly limit: number;
 }
@@ -60,13 +58,6 @@ export type AdmissionRefusal =
       readonly code: 'HERALD_RATE_LIMITED';
       readonly status: Status<'HERALD_RATE_LIMITED'>;
       readonly retryAfterSeconds: number;
-    })
-  | (RefusalBase & {
-      readonly reason: 'topics';
-      readonly code: 'HERALD_TOO_MANY_TOPICS';
-      readonly status: Status<'HERALD_TOO_MANY_TOPICS'>;
-      /** A malformed request: retrying the same one cannot help. */
-      readonly retryAfterSeconds?: undefined;
     });
 
 export type AdmissionDecision = { readonly ok: true; readonly ticket: AdmissionTicket } | AdmissionRefusal;
@@ -82,8 +73,6 @@ export interface AdmissionOptions {
   readonly maxPerIp?: number;
   /** Streams one authenticated subject holds at most; 0 = unlimited. Default 0. */
   readonly maxPerSubject?: number;
-  /** Topics on one stream at most; 0 = unlimited. Default 32, as `HERALD_MAX_TOPICS`. */
-  readonly maxTopics?: number;
   /** Base of the jittered `Retry-After`, in seconds: answers spread over [base, 2·base]. Default 5. */
   readonly retryAfterSeconds?: number;
   /** Time source for the rate limit; only `now()` is used. Default: the system clock. */
@@ -103,9 +92,9 @@ export function jitterSeconds(base: number, random: () => number = Math.random):
 
 /** The problem-body error for a refusal; `Retry-After` itself is the HTTP layer's to set. */
 export function admissionError(refusal: AdmissionRefusal): HeraldError {
-  const extra: Record<string, unknown> = { limit: refusal.limit };
-  if (refusal.retryAfterSeconds !== undefined) extra['retryAfter'] = refusal.retryAfterSeconds;
-  return new HeraldError(refusal.code, refusal.detail, { extra });
+  return new HeraldError(refusal.code, refusal.detail, {
+    extra: { limit: refusal.limit, retryAfter: refusal.retryAfterSeconds },
+  });
 }
 
 function wholeAtLeast(name: string, value: number, min: number): number {
@@ -120,8 +109,8 @@ function wholeAtLeast(name: string, value: number, min: number): number {
  *
  * Checks run cheapest and least retryable first, and the rate token is taken last, so an attempt
  * refused for a cap never burns a token that an admissible attempt could have used:
- * topics (400, permanent) → pod cap (503, another pod may take it) → per-address cap (429) →
- * per-subject cap (429) → connect rate (429).
+ * pod cap (503, another pod may take it) → per-address cap (429) → per-subject cap (429) →
+ * connect rate (429). The topic count is the request parser's to refuse (400), before this.
  *
  * Memory is bounded by open streams: the per-address and per-subject maps drop a key when its
  * count reaches zero.
@@ -130,7 +119,6 @@ export class Admission {
   readonly #maxConnections: number;
   readonly #maxPerIp: number;
   readonly #maxPerSubject: number;
-  readonly #maxTopics: number;
   readonly #connectRate: number;
   readonly #connectBurst: number;
   readonly #retryAfterSeconds: number;
@@ -144,14 +132,12 @@ export class Admission {
     rate: 0,
     'ip-full': 0,
     'subject-full': 0,
-    topics: 0,
   };
 
   constructor(options: AdmissionOptions = {}) {
     this.#maxConnections = wholeAtLeast('maxConnections', options.maxConnections ?? 0, 0);
     this.#maxPerIp = wholeAtLeast('maxPerIp', options.maxPerIp ?? 0, 0);
     this.#maxPerSubject = wholeAtLeast('maxPerSubject', options.maxPerSubject ?? 0, 0);
-    this.#maxTopics = wholeAtLeast('maxTopics', options.maxTopics ?? 32, 0);
     this.#retryAfterSeconds = wholeAtLeast('retryAfterSeconds', options.retryAfterSeconds ?? 5, 1);
     this.#random = options.random ?? Math.random;
     const rate = options.connectRate ?? 0;
@@ -176,17 +162,7 @@ export class Admission {
 
   /** Admits the attempt and takes its slots, or says why not. Never throws. */
   admit(attempt: ConnectionAttempt): AdmissionDecision {
-    const { ip, subject, topics } = attempt;
-    if (this.#maxTopics > 0 && topics > this.#maxTopics) {
-      return this.#refuse({
-        ok: false,
-        reason: 'topics',
-        code: 'HERALD_TOO_MANY_TOPICS',
-        status: 400,
-        detail: `${topics} topics exceeds the limit of ${this.#maxTopics}`,
-        limit: this.#maxTopics,
-      });
-    }
+    const { ip, subject } = attempt;
     if (this.#maxConnections > 0 && this.#open >= this.#maxConnections) {
       return this.#refuse({
         ok: false,
@@ -198,32 +174,12 @@ export class Admission {
         retryAfterSeconds: this.#jitter(),
       });
     }
-    if (this.#maxPerIp > 0 && (this.#perIp.get(ip) ?? 0) >= this.#maxPerIp) {
-      return this.#refuse({
-        ok: false,
-        reason: 'ip-full',
-        code: 'HERALD_RATE_LIMITED',
-        status: 429,
-        detail: `this address holds its limit of ${this.#maxPerIp} streams; close one or retry later`,
-        limit: this.#maxPerIp,
-        retryAfterSeconds: this.#jitter(),
-      });
-    }
-    if (
-      subject !== undefined &&
-      this.#maxPerSubject > 0 &&
-      (this.#perSubject.get(subject) ?? 0) >= this.#maxPerSubject
-    ) {
-      return this.#refuse({
-        ok: false,
-        reason: 'subject-full',
-        code: 'HERALD_RATE_LIMITED',
-        status: 429,
-        detail: `this user holds its limit of ${this.#maxPerSubject} streams; close one or retry later`,
-        limit: this.#maxPerSubject,
-        retryAfterSeconds: this.#jitter(),
-      });
-    }
+    const held =
+      this.#capped('ip-full', 'address', this.#perIp, ip, this.#maxPerIp) ??
+      (subject === undefined
+        ? undefined
+        : this.#capped('subject-full', 'user', this.#perSubject, subject, this.#maxPerSubject));
+    if (held !== undefined) return this.#refuse(held);
     const token = this.#bucket?.take() ?? { ok: true };
     if (!token.ok) {
       return this.#refuse({
@@ -273,6 +229,26 @@ export class Admission {
   #refuse(refusal: AdmissionRefusal): AdmissionRefusal {
     this.#counts[refusal.reason]++;
     return refusal;
+  }
+
+  /** The refusal when `key` already holds `max` streams of `map` (0 = no cap), else undefined. */
+  #capped(
+    reason: 'ip-full' | 'subject-full',
+    who: string,
+    map: Map<string, number>,
+    key: string,
+    max: number,
+  ): AdmissionRefusal | undefined {
+    if (max === 0 || (map.get(key) ?? 0) < max) return undefined;
+    return {
+      ok: false,
+      reason,
+      code: 'HERALD_RATE_LIMITED',
+      status: 429,
+      detail: `this ${who} holds its limit of ${max} streams; close one or retry later`,
+      limit: max,
+      retryAfterSeconds: this.#jitter(),
+    };
   }
 
   #jitter(): number {

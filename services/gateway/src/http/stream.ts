@@ -121,7 +121,6 @@ export async function acceptStream(socket: Socket, req: StreamRequest, deps: Str
     const decision = edge.admission.admit({
       ip: edge.clientAddress(socket.remoteAddress ?? '', header(req, 'x-forwarded-for')),
       subject: principal.via === 'none' ? undefined : principal.subject,
-      topics: topics.length,
     });
     if (!decision.ok) {
       edge.stats.connects.rejected++;

@@ -13,7 +13,7 @@ import {
   writeTempFiles,
 } from '@herald/testkit';
 
-const NO_REFUSALS = { 'pod-full': 0, rate: 0, 'ip-full': 0, 'subject-full': 0, topics: 0 };
+const NO_REFUSALS = { 'pod-full': 0, rate: 0, 'ip-full': 0, 'subject-full': 0 };
 
 /** Retry-After of a refusal, checked against the problem body's `retryAfter`. */
 function retryAfterOf(r: Refusal): number {

@@ -24,7 +24,7 @@ function refused(d: AdmissionDecision): AdmissionRefusal {
   return d;
 }
 
-const a = (ip: string, subject?: string, topics = 1) => ({ ip, subject, topics });
+const a = (ip: string, subject?: string) => ({ ip, subject });
 
 describe('admission', () => {
   it('admits within every limit; open and perIp track held streams', () => {
@@ -111,23 +111,6 @@ describe('admission', () => {
     assert.equal(adm.perSubject, 2);
   });
 
-  it('topic cap answers 400 HERALD_TOO_MANY_TOPICS without Retry-After; 0 means unlimited', () => {
-    const adm = new Admission({ maxTopics: 3 });
-    admitted(adm.admit(a('1.1.1.1', undefined, 3)));
-    const refusal = refused(adm.admit(a('1.1.1.1', undefined, 4)));
-    assert.deepEqual(refusal, {
-      ok: false,
-      reason: 'topics',
-      code: 'HERALD_TOO_MANY_TOPICS',
-      status: 400,
-      detail: '4 topics exceeds the limit of 3',
-      limit: 3,
-    });
-    assert.equal(refusal.retryAfterSeconds, undefined);
-    admitted(new Admission({ maxTopics: 0 }).admit(a('1.1.1.1', undefined, 10_000)));
-    refused(new Admission().admit(a('1.1.1.1', undefined, 33)));
-  });
-
   it('connect rate - a reconnect storm gets a burst through; the rest get 429 with a Retry-After no earlier than the next token', () => {
     const clock = new FakeClock();
     const adm = new Admission({
@@ -169,10 +152,9 @@ describe('admission', () => {
     assert.equal(refused(adm.admit(a('10.0.0.3'))).reason, 'rate');
   });
 
-  it('checks run in order: topics, pod cap, address cap, subject cap, rate', () => {
+  it('checks run in order: pod cap, address cap, subject cap, rate', () => {
     const clock = new FakeClock();
     const adm = new Admission({
-      maxTopics: 1,
       maxConnections: 1,
       maxPerIp: 1,
       maxPerSubject: 1,
@@ -181,7 +163,6 @@ describe('admission', () => {
       clock,
     });
     admitted(adm.admit(a('10.0.0.1', 'alice')));
-    assert.equal(refused(adm.admit(a('10.0.0.1', 'alice', 2))).reason, 'topics');
     assert.equal(refused(adm.admit(a('10.0.0.1', 'alice'))).reason, 'pod-full');
     const wider = new Admission({ maxPerIp: 1, maxPerSubject: 1, connectRate: 1, connectBurst: 1, clock });
     admitted(wider.admit(a('10.0.0.1', 'alice')));
@@ -208,14 +189,13 @@ describe('admission', () => {
   });
 
   it('counts every refusal by reason, as a frozen snapshot', () => {
-    const adm = new Admission({ maxConnections: 1, maxTopics: 1 });
-    assert.deepEqual(adm.counts(), { 'pod-full': 0, rate: 0, 'ip-full': 0, 'subject-full': 0, topics: 0 });
+    const adm = new Admission({ maxConnections: 1 });
+    assert.deepEqual(adm.counts(), { 'pod-full': 0, rate: 0, 'ip-full': 0, 'subject-full': 0 });
     admitted(adm.admit(a('1.1.1.1')));
     refused(adm.admit(a('1.1.1.1')));
     refused(adm.admit(a('1.1.1.1')));
-    refused(adm.admit(a('1.1.1.1', undefined, 2)));
     const counts = adm.counts();
-    assert.deepEqual(counts, { 'pod-full': 2, rate: 0, 'ip-full': 0, 'subject-full': 0, topics: 1 });
+    assert.deepEqual(counts, { 'pod-full': 2, rate: 0, 'ip-full': 0, 'subject-full': 0 });
     assert.ok(Object.isFrozen(counts));
     refused(adm.admit(a('1.1.1.1')));
     assert.equal(counts['pod-full'], 2, 'a snapshot does not move');
@@ -230,8 +210,6 @@ describe('admission', () => {
     assert.equal(err.code, 'HERALD_OVERLOADED');
     assert.equal(err.status, 503);
     assert.deepEqual(err.extra, { limit: 1, retryAfter: 5 });
-    const topics = admissionError(refused(new Admission({ maxTopics: 1 }).admit(a('1.1.1.1', undefined, 2))));
-    assert.deepEqual(topics.extra, { limit: 1 });
   });
 
   it('refuses invalid options, naming them', () => {
@@ -239,7 +217,6 @@ describe('admission', () => {
       [{ maxConnections: -1 }, /^RangeError: maxConnections must be a whole number >= 0, got -1$/],
       [{ maxPerIp: 1.5 }, /^RangeError: maxPerIp/],
       [{ maxPerSubject: Number.NaN }, /^RangeError: maxPerSubject/],
-      [{ maxTopics: -3 }, /^RangeError: maxTopics/],
       [{ retryAfterSeconds: 0 }, /^RangeError: retryAfterSeconds must be a whole number >= 1/],
       [{ connectRate: -1 }, /^RangeError: connectRate/],
       [{ connectRate: 5, connectBurst: 0 }, /^RangeError: connectBurst/],
@@ -253,7 +230,6 @@ describe('admission', () => {
         kind: fc.constant('admit' as const),
         ip: fc.integer({ min: 0, max: 3 }),
         subject: fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined }),
-        topics: fc.integer({ min: 1, max: 6 }),
       }),
       fc.record({ kind: fc.constant('release' as const), pick: fc.nat() }),
     );
@@ -263,7 +239,6 @@ describe('admission', () => {
           maxConnections: fc.integer({ min: 0, max: 6 }),
           maxPerIp: fc.integer({ min: 0, max: 3 }),
           maxPerSubject: fc.integer({ min: 0, max: 3 }),
-          maxTopics: fc.integer({ min: 0, max: 5 }),
         }),
         fc.array(op, { maxLength: 120 }),
         (limits, ops) => {
@@ -288,17 +263,17 @@ describe('admission', () => {
               const ip = `ip${o.ip}`;
               const subject = o.subject === undefined ? undefined : `sub${o.subject}`;
               const within = (cap: number, n: number) => cap === 0 || n < cap;
-              const expected: AdmissionReason | undefined =
-                limits.maxTopics > 0 && o.topics > limits.maxTopics
-                  ? 'topics'
-                  : !within(limits.maxConnections, nAdmitted - nReleased)
-                    ? 'pod-full'
-                    : !within(limits.maxPerIp, perIp.get(ip) ?? 0)
-                      ? 'ip-full'
-                      : subject !== undefined && !within(limits.maxPerSubject, perSubject.get(subject) ?? 0)
-                        ? 'subject-full'
-                        : undefined;
-              const d = adm.admit({ ip, subject, topics: o.topics });
+              const expected: AdmissionReason | undefined = !within(
+                limits.maxConnections,
+                nAdmitted - nReleased,
+              )
+                ? 'pod-full'
+                : !within(limits.maxPerIp, perIp.get(ip) ?? 0)
+                  ? 'ip-full'
+                  : subject !== undefined && !within(limits.maxPerSubject, perSubject.get(subject) ?? 0)
+                    ? 'subject-full'
+                    : undefined;
+              const d = adm.admit({ ip, subject });
               assert.equal(d.ok ? undefined : d.reason, expected);
               if (d.ok) {
                 nAdmitted++;
