@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { type Config, createGateway, defaultConfig, type Gateway, type GatewayDeps } from '@herald/gateway';
+import { readLines } from './log-lines.ts';
 import { connectSse, type SseClient, type SseOptions } from './sse-client.ts';
 
 export interface PublishResponse {
@@ -94,8 +95,23 @@ export interface GatewayProcess {
   kill(signal?: NodeJS.Signals): void;
 }
 
-export async function spawnGateway(env: Record<string, string>): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, ['--conditions=herald-source', MAIN], {
+/** Which build of the gateway to run. */
+export interface SpawnOptions {
+  /** The entry point. Default: services/gateway/src/main.ts, run from source. */
+  readonly main?: string;
+  /** Node's `--conditions`. Default `herald-source` (packages resolve to their sources); [] for dist/. */
+  readonly conditions?: readonly string[];
+}
+
+function gatewayArgs(opts: SpawnOptions): string[] {
+  return [...(opts.conditions ?? ['herald-source']).map((c) => `--conditions=${c}`), opts.main ?? MAIN];
+}
+
+export async function spawnGateway(
+  env: Record<string, string>,
+  opts: SpawnOptions = {},
+): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, gatewayArgs(opts), {
     env: {
       PATH: process.env['PATH'] ?? '',
       HERALD_HOST: '127.0.0.1',
@@ -108,24 +124,15 @@ export async function spawnGateway(env: Record<string, string>): Promise<Gateway
   });
   const lines: string[] = [];
   const exited = once(child, 'exit').then(([code]) => code as number | null);
-  let buffered = '';
   const port = new Promise<number>((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      buffered += chunk.toString();
-      let nl = buffered.indexOf('\n');
-      while (nl !== -1) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        lines.push(line);
-        try {
-          const msg = JSON.parse(line) as { msg?: string; port?: number };
-          if (msg.msg === 'listening' && typeof msg.port === 'number') resolve(msg.port);
-        } catch {}
-        nl = buffered.indexOf('\n');
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', (c: Buffer) => lines.push(c.toString()));
+    readLines(child.stdout, (line) => {
+      lines.push(line);
+      try {
+        const msg = JSON.parse(line) as { msg?: string; port?: number };
+        if (msg.msg === 'listening' && typeof msg.port === 'number') resolve(msg.port);
+      } catch {}
+    });
+    readLines(child.stderr, (line) => lines.push(line));
     exited.then((code) =>
       reject(new Error(`gateway exited with ${code} before listening:\n${lines.join('\n')}`)),
     );
@@ -138,7 +145,7 @@ export async function spawnGateway(env: Record<string, string>): Promise<Gateway
 export async function runGatewayToExit(
   env: Record<string, string>,
 ): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(process.execPath, ['--conditions=herald-source', MAIN], {
+  const child = spawn(process.execPath, gatewayArgs({}), {
     env: { PATH: process.env['PATH'] ?? '', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });

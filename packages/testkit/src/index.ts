@@ -13,6 +13,7 @@ export {
   type PublishResponse,
   postJson,
   runGatewayToExit,
+  type SpawnOptions,
   spawnGateway,
   startGateway,
   streamPath,
