@@ -24,6 +24,8 @@ export interface Edge {
   readonly credentials: CredentialOptions;
   readonly cors: (req: CorsRequest) => CorsDecision;
   readonly admission: Admission;
+  /** `Retry-After` for a 503 (s): HERALD_RETRY_MS rounded up, at least 1; admission jitters its own from it. */
+  readonly retryAfterSeconds: number;
   /** The client's address: the peer's, or what a trusted proxy's `X-Forwarded-For` says. */
   readonly clientAddress: (peer: string, forwardedFor: string | undefined) => string;
   /** The stream gets `herald.token-expiring` this long before its token expires (ms). */
@@ -181,7 +183,8 @@ export interface EdgeDeps {
 }
 
 export function createEdge(config: Config, deps: EdgeDeps): Edge {
-  const auth = new Authenticator(authOptionsOf(config, deps.readFile), deps.clock, deps.fetch);
+  const verified = authOptionsOf(config, deps.readFile);
+  const auth = new Authenticator(verified, deps.clock, deps.fetch);
   let cors: Edge['cors'];
   try {
     const origins = list(config.corsOrigins);
@@ -196,21 +199,25 @@ export function createEdge(config: Config, deps: EdgeDeps): Edge {
   } catch (err) {
     throw new ConfigError('HERALD_TRUSTED_PROXIES', (err as Error).message);
   }
+  // Whole seconds for Retry-After, never 0 (which would mean "now").
+  const retryAfterSeconds = Math.max(1, Math.ceil(config.retryMs / 1000));
   const admission = new Admission({
     maxConnections: config.maxConnections,
     connectRate: config.connectRate,
     ...(config.connectBurst > 0 ? { connectBurst: config.connectBurst } : {}),
     maxPerIp: config.maxConnectionsPerIp,
     maxPerSubject: config.maxConnectionsPerSubject,
-    retryAfterSeconds: Math.max(1, Math.ceil(config.retryMs / 1000)),
+    retryAfterSeconds,
     clock: deps.clock,
     random: deps.random,
   });
   return {
     auth,
-    credentials: { cookieName: optional(config.authCookie), queryToken: config.authQueryToken },
+    // As validated for the authenticator, not read again from the raw config.
+    credentials: { cookieName: verified.cookieName, queryToken: verified.queryToken },
     cors,
     admission,
+    retryAfterSeconds,
     clientAddress: (peer, forwardedFor) => proxies.clientAddress(peer, forwardedFor),
     tokenExpiryWarnMs: config.tokenExpiryWarnMs,
     stats: {

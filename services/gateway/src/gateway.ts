@@ -137,7 +137,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
       return metrics.handle(req, res);
     sendProblem(res, new HeraldError('HERALD_NOT_FOUND', 'the internal port serves GET /metrics only'));
   });
-  const retryAfterSeconds = Math.max(1, Math.ceil(config.retryMs / 1000));
+  const { retryAfterSeconds } = edge;
   const stream = {
     hub,
     edge,

@@ -9,6 +9,20 @@ const asHerald = (err: unknown): HeraldError =>
  * Answers a request read off a bare socket (the front's stream path) with problem+json, then
  * closes the connection: nothing else was read from it, so it cannot be reused.
  */
+/** `Retry-After` for an error that is worth retrying (503); none for the rest. */
+export function retryHeaders(err: unknown, seconds: number): Record<string, string> {
+  return err instanceof HeraldError && err.status === 503 ? { 'Retry-After': String(seconds) } : {};
+}
+
+/** A header that came once (a repeated one is not trusted for any of the uses here). */
+export function singleHeader(
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+  name: string,
+): string | undefined {
+  const v = headers[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
 export function writeProblem(socket: Socket, err: unknown, headers: Record<string, string> = {}): void {
   if (socket.destroyed) return;
   const e = asHerald(err);

@@ -7,7 +7,7 @@ import { countRejection, type Edge } from '../edge.ts';
 import type { Hub } from '../hub.ts';
 import { type PublishLimits, parsePublish } from '../publish.ts';
 import { readJson } from './body.ts';
-import { sendJson, sendProblem } from './problem.ts';
+import { retryHeaders, sendJson, sendProblem, singleHeader } from './problem.ts';
 import { acceptStream, type StreamDeps, splitTarget } from './stream.ts';
 
 export interface HandlerDeps {
@@ -126,19 +126,14 @@ export function createHandler(deps: HandlerDeps): RequestListener {
     const fail = (err: unknown) => {
       if (!(err instanceof HeraldError)) deps.onError(err, `${req.method} ${path}`);
       countRejection(edge.stats, err);
-      const headers: Record<string, string> = {};
-      if (err instanceof HeraldError && err.status === 503)
-        headers['Retry-After'] = String(deps.retryAfterSeconds);
+      const headers = retryHeaders(err, deps.retryAfterSeconds);
       // A refused body may still be arriving; close rather than read it all.
       if (err instanceof HeraldError && err.status === 413) headers['Connection'] = 'close';
       sendProblem(res, err, headers);
     };
     if (methods === undefined)
       return fail(new HeraldError('HERALD_NOT_FOUND', `no endpoint at ${path.slice(0, 200)}`));
-    const one = (name: string) => {
-      const v = req.headers[name];
-      return typeof v === 'string' ? v : undefined;
-    };
+    const one = (name: string) => singleHeader(req.headers, name);
     const cors = edge.cors({
       method: req.method ?? '',
       origin: one('origin'),

@@ -5,7 +5,7 @@ import { credentialsOf, QUERY_TOKEN_PARAM } from '../auth/index.ts';
 import { countRejection, type Edge } from '../edge.ts';
 import type { Hub } from '../hub.ts';
 import type { StreamTracing } from '../telemetry/tracing.ts';
-import { writeProblem } from './problem.ts';
+import { retryHeaders, singleHeader, writeProblem } from './problem.ts';
 import type { RequestHead } from './request-head.ts';
 
 export interface StreamDeps {
@@ -85,10 +85,7 @@ export interface StreamRequest {
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
 }
 
-const header = (req: StreamRequest, name: string): string | undefined => {
-  const v = req.headers[name];
-  return typeof v === 'string' ? v : undefined;
-};
+const header = (req: StreamRequest, name: string) => singleHeader(req.headers, name);
 
 /**
  * Starts a stream on a socket once the request passed every check: query, CORS origin, token and
@@ -153,11 +150,7 @@ export async function acceptStream(socket: Socket, req: StreamRequest, deps: Str
     edge.stats.connects.rejected++;
     countRejection(edge.stats, err);
     deps.tracing.refused(span, err);
-    const retry: Record<string, string> =
-      err instanceof HeraldError && err.status === 503
-        ? { 'Retry-After': String(deps.retryAfterSeconds) }
-        : {};
-    writeProblem(socket, err, { ...cors.headers, ...retry });
+    writeProblem(socket, err, { ...cors.headers, ...retryHeaders(err, deps.retryAfterSeconds) });
   }
 }
 
