@@ -23,6 +23,7 @@ export {
   MAX_TOPIC_LENGTH,
   matches,
   matchTokens,
+  minimalPatterns,
   patternCovers,
   SUBJECT_PREFIX,
   subjectToTopic,

@@ -114,3 +114,14 @@ export function topicMatcher(patterns: readonly CompiledPattern[]): (topic: stri
     return ok;
   };
 }
+
+/**
+ * The patterns no other one covers, each once: they match exactly the topics `patterns` match, and
+ * none matches a subset of another's topics, which nats-server refuses in a consumer's filter
+ * subjects (JetStream API error 10138) although subscribing to `a.x` and `a.>` together is a
+ * normal thing to ask for. Partly overlapping patterns (`a.*.c`, `a.b.*`) stay: JetStream accepts them.
+ */
+export function minimalPatterns(patterns: readonly string[]): string[] {
+  const distinct = [...new Set(patterns)];
+  return distinct.filter((p) => !distinct.some((q) => q !== p && patternCovers(q, p)));
+}

@@ -6,6 +6,7 @@ import {
   checkTopic,
   compilePattern,
   matches,
+  minimalPatterns,
   patternCovers,
   subjectToTopic,
   topicToSubject,
@@ -66,6 +67,25 @@ describe('topic grammar', () => {
   });
 });
 
+// Small alphabets so that random patterns overlap often.
+const patternOf = (literals: readonly string[]) =>
+  fc
+    .tuple(fc.array(fc.constantFrom(...literals, '*'), { minLength: 1, maxLength: 4 }), fc.boolean())
+    .map(([tokens, tail]) => (tail ? [...tokens.slice(1), '>'] : tokens).join('.'));
+const pattern = patternOf(['a', 'b']);
+const matchesTopic = (p: string, t: string) => matches(compilePattern(p), t);
+
+/**
+ * Patterns are at most 4 tokens over {a, b}; topics up to 5 tokens over {a, b, c} hold a witness
+ * for every non-inclusion (one token longer than any pattern, one letter no pattern uses).
+ */
+const universe: string[] = [];
+const grow = (prefix: string[]) => {
+  if (prefix.length > 0) universe.push(prefix.join('.'));
+  if (prefix.length < 5) for (const t of ['a', 'b', 'c']) grow([...prefix, t]);
+};
+grow([]);
+
 describe('patternCovers', () => {
   it('a grant covers a request when it matches every topic the request matches', () => {
     const cases: Array<[string, string, boolean]> = [
@@ -93,14 +113,6 @@ describe('patternCovers', () => {
     for (const [grant, requested, expected] of cases)
       assert.equal(patternCovers(grant, requested), expected, `${grant} covers ${requested}`);
   });
-
-  // Small alphabets so that random grants and requests overlap often.
-  const patternOf = (literals: readonly string[]) =>
-    fc
-      .tuple(fc.array(fc.constantFrom(...literals, '*'), { minLength: 1, maxLength: 4 }), fc.boolean())
-      .map(([tokens, tail]) => (tail ? [...tokens.slice(1), '>'] : tokens).join('.'));
-  const pattern = patternOf(['a', 'b']);
-  const matchesTopic = (p: string, t: string) => matches(compilePattern(p), t);
 
   it('every topic an instance of a covered request is matched by the grant', () => {
     // Instantiates a pattern: `*` becomes one random token, `>` one to three; at most 7 fill tokens.
@@ -134,18 +146,39 @@ describe('patternCovers', () => {
   });
 
   it('is exactly set inclusion over a bounded universe of topics', () => {
-    // Patterns are at most 4 tokens over {a, b}; topics up to 5 tokens over {a, b, c} hold a
-    // witness for every non-inclusion (one token longer than any pattern, one letter no pattern uses).
-    const universe: string[] = [];
-    const grow = (prefix: string[]) => {
-      if (prefix.length > 0) universe.push(prefix.join('.'));
-      if (prefix.length < 5) for (const t of ['a', 'b', 'c']) grow([...prefix, t]);
-    };
-    grow([]);
     fc.assert(
       fc.property(pattern, pattern, (g, r) => {
         const inclusion = universe.every((t) => !matchesTopic(r, t) || matchesTopic(g, t));
         assert.equal(patternCovers(g, r), inclusion, `${g} covers ${r}`);
+      }),
+    );
+  });
+});
+
+describe('minimalPatterns', () => {
+  it('drops the patterns another one covers, as a JetStream consumer needs', () => {
+    const same = (a: string[], b: string[]) => assert.deepEqual([...a].sort(), [...b].sort());
+    same(minimalPatterns(['a.x', 'a.>']), ['a.>']);
+    same(minimalPatterns(['a.*', 'a.>']), ['a.>']);
+    same(minimalPatterns(['a.x', 'a.*']), ['a.*']);
+    same(minimalPatterns(['a.x', 'a.x']), ['a.x']);
+    same(minimalPatterns(['a.*.c', 'a.b.*']), ['a.*.c', 'a.b.*']);
+    same(minimalPatterns(['a.x', 'b.>', 'a.*.c', '>']), ['>']);
+  });
+
+  it('matches the same topics with none covering another', () => {
+    fc.assert(
+      fc.property(fc.array(pattern, { minLength: 1, maxLength: 6 }), (input) => {
+        const out = minimalPatterns(input);
+        for (const p of out)
+          for (const q of out) assert.ok(p === q || !patternCovers(p, q), `${p} covers ${q}`);
+        assert.equal(new Set(out).size, out.length, 'each once');
+        for (const t of universe)
+          assert.equal(
+            out.some((p) => matchesTopic(p, t)),
+            input.some((p) => matchesTopic(p, t)),
+            t,
+          );
       }),
     );
   });

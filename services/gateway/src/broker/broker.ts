@@ -29,6 +29,8 @@ export interface PublishMessage {
 }
 
 export interface PublishAck {
+  /** The incarnation of the stream that stored it: the cursor is `<epoch>-<seq>`. */
+  readonly epoch: string;
   readonly seq: number;
   /** True when the key was seen inside the dedupe window; `seq` is then the original event's. */
   readonly duplicate: boolean;

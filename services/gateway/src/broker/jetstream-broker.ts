@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
   isEventType,
+  minimalPatterns,
   RESERVED_EVENT_PREFIX,
   SUBJECT_PREFIX,
   subjectToTopic,
@@ -87,6 +88,14 @@ const encoder = new TextEncoder();
  */
 const LIVE_HEARTBEAT_MS = 1_000;
 
+/** The stream was deleted and recreated while a publish was in flight: its cursors are unknown. */
+export class StreamReplacedError extends Error {
+  constructor(stream: string) {
+    super(`stream ${stream} was replaced while publishing; retry (with the same idempotency key)`);
+    this.name = 'StreamReplacedError';
+  }
+}
+
 /**
  * A stream's incarnation: its creation time, hashed short. A deleted and recreated stream has a
  * new one, so cursors from before are recognised as foreign.
@@ -139,6 +148,9 @@ export class JetStreamBroker implements Broker {
   readonly #listeners = new Set<BrokerListener>();
   readonly #control = new Set<(subject: string, data: Uint8Array) => void>();
   readonly #sleepers = new Set<() => void>();
+  /** A read of the stream's incarnation not sent yet, which publishes join; see #currentEpoch. */
+  #epochRead: Promise<string> | undefined;
+  #epochReadInFlight: Promise<void> | undefined;
 
   constructor(opts: JetStreamBrokerOptions) {
     this.#opts = opts;
@@ -172,8 +184,9 @@ export class JetStreamBroker implements Broker {
   async publish(messages: readonly PublishMessage[]): Promise<PublishAck[]> {
     const js = this.#js;
     if (js === undefined || !this.ready) throw new Error('not connected to JetStream');
+    const { epoch } = this.#state;
     // All on one connection without waiting in between: JetStream stores them in this order.
-    return Promise.all(
+    const acks = await Promise.all(
       messages.map(async (m) => {
         const h = headers();
         if (m.event !== undefined) h.set(EVENT_HEADER, m.event);
@@ -183,9 +196,41 @@ export class JetStreamBroker implements Broker {
           ...(m.key === undefined ? {} : { msgID: m.key }),
           expect: { streamName: this.#opts.stream.name },
         });
-        return { seq: ack.seq, duplicate: ack.duplicate };
+        return { epoch, seq: ack.seq, duplicate: ack.duplicate };
       }),
     );
+    // An ack names a sequence, not the stream's incarnation. Known to be `epoch` before the
+    // publish and read again after the acks, the stream was that incarnation throughout, so the
+    // cursors are right; otherwise it was replaced meanwhile and no cursor can be vouched for.
+    if ((await this.#currentEpoch()) !== epoch) throw new StreamReplacedError(this.#opts.stream.name);
+    return acks;
+  }
+
+  /**
+   * The stream's incarnation, read by a request sent after this call; concurrent callers share
+   * one read, so a burst of publishes costs one round trip, not one each. A new incarnation is
+   * followed at once, resetting clients.
+   */
+  #currentEpoch(): Promise<string> {
+    this.#epochRead ??= (async () => {
+      // A caller joining a read already sent could get an answer from before its ack: the next
+      // read waits for the one in flight, and callers join it until it is sent.
+      await this.#epochReadInFlight;
+      this.#epochRead = undefined;
+      const reading = this.#clients()
+        .jsm.streams.info(this.#opts.stream.name)
+        .then((info) => {
+          const epoch = epochOf(info);
+          if (epoch !== this.#state.epoch) this.#startLive(info);
+          return epoch;
+        });
+      this.#epochReadInFlight = reading.then(
+        () => {},
+        () => {},
+      );
+      return reading;
+    })();
+    return this.#epochRead;
   }
 
   async replay(req: ReplayRequest): Promise<ReplayResult> {
@@ -198,7 +243,7 @@ export class JetStreamBroker implements Broker {
     const through = Math.min(req.through, state.last);
     if (req.after >= through) return { kind: 'events', events: [], reached: through };
     const consumer = await js.consumers.get(this.#opts.stream.name, {
-      filter_subjects: req.patterns.map((p) => topicToSubject(p.pattern)),
+      filter_subjects: minimalPatterns(req.patterns.map((p) => p.pattern)).map(topicToSubject),
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: req.after + 1,
     });
@@ -237,16 +282,18 @@ export class JetStreamBroker implements Broker {
     const pending = (await consumer.info(true)).num_pending;
     if (pending === 0) return { kind: 'events', events, reached: through };
     const batch = await consumer.fetch({ max_messages: Math.min(req.limit, pending), expires: 5000 });
+    let read = req.after;
     for await (const m of batch) {
       if (m.seq > through) return { kind: 'events', events, reached: through };
+      read = m.seq;
       const e = this.#toEvent(m.subject, m.seq, m.headers, m.data, m.timestampNanos);
       if (e !== undefined && wanted(e.topic)) events.push(e);
       if (m.info.pending === 0) return { kind: 'events', events, reached: through };
       if (events.length >= req.limit) return { kind: 'events', events, reached: m.seq };
     }
-    // The fetch ended early (expired); report what was covered, the caller asks again.
-    const last = events.at(-1);
-    return { kind: 'events', events, reached: last === undefined ? req.after : last.seq };
+    // The batch ended (its size reached, or it expired): it covered everything up to the last
+    // message read, matching or not; the caller asks again from there.
+    return { kind: 'events', events, reached: read };
   }
 
   #clients(): { js: JetStreamClient; jsm: JetStreamManager } {

@@ -71,7 +71,7 @@ export class MemoryBroker implements Broker {
     for (const m of messages) {
       const seen = m.key === undefined ? undefined : this.#keys.get(m.key);
       if (seen !== undefined) {
-        acks.push({ seq: seen.seq, duplicate: true });
+        acks.push({ epoch: this.#epoch, seq: seen.seq, duplicate: true });
         continue;
       }
       const e: StoredEvent = {
@@ -86,7 +86,7 @@ export class MemoryBroker implements Broker {
       if (m.key !== undefined && this.#opts.dedupeWindowMs > 0) {
         this.#keys.set(m.key, { seq: e.seq, expires: now + this.#opts.dedupeWindowMs });
       }
-      acks.push({ seq: e.seq, duplicate: false });
+      acks.push({ epoch: this.#epoch, seq: e.seq, duplicate: false });
       for (const l of this.#listeners) l.event(e);
     }
     this.#expire();

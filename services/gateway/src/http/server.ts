@@ -77,14 +77,16 @@ export function createHandler(deps: HandlerDeps): RequestListener {
           );
         } catch (cause) {
           span.setStatus({ code: SpanStatusCode.ERROR, message: 'HERALD_BROKER_UNAVAILABLE' });
-          throw unavailable('the broker did not store the messages; retry', cause);
+          throw unavailable(
+            'the broker did not confirm the messages; retry, with the same Idempotency-Key so that none is stored twice',
+            cause,
+          );
         } finally {
           span.end();
         }
         edge.stats.published += acks.filter((a) => !a.duplicate).length;
-        const epoch = broker.state().epoch;
         const results = acks.map((a) => ({
-          id: formatCursor({ epoch, seq: a.seq }),
+          id: formatCursor({ epoch: a.epoch, seq: a.seq }),
           duplicate: a.duplicate,
         }));
         sendJson(res, 200, parsed.batch ? { results } : results[0]);

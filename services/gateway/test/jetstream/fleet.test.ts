@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import {
   connectSse,
+  FakeClock,
   type NatsServer,
   type SseClient,
   spawnGateway,
@@ -132,6 +133,47 @@ describe('jetstream fleet', () => {
     const stale = await gw.stream({ topic: 're' }, { headers: { 'Last-Event-ID': before } });
     await stale.waitFor((s) => s.events.length === 1, 'the reset');
     assert.equal(JSON.parse(stale.events[0]!.data).reason, 'epoch');
+  });
+
+  it('jetstream - a publish acknowledged after the stream was recreated names the new epoch or fails, never the old one', async (t) => {
+    // On a fake clock the gateway's periodic look at the stream never comes, so nothing but the
+    // publish itself can tell it the stream it follows is gone and another has its name.
+    const gw = await startGateway(
+      { broker: 'jetstream', natsUrl: nats.url, streamName: 'FLEET7' },
+      { clock: new FakeClock() },
+    );
+    t.after(() => gw.close());
+    await untilReady(gw.url);
+    const old = (await gw.publish({ topic: 're', data: 'old' })).body.id.split('-')[0];
+    const c = await gw.stream({ topic: 're' });
+    await c.waitFor((s) => s.ids.length === 1, 'the opening');
+    const nc = await connect({ servers: nats.url });
+    t.after(() => nc.close());
+    const jsm = await jetstreamManager(nc);
+    const { config } = await jsm.streams.info('FLEET7');
+    await jsm.streams.delete('FLEET7');
+    await jsm.streams.add(config);
+    const epoch = (id: string) => id.split('-')[0];
+
+    const key = { 'Idempotency-Key': 'after-recreate' };
+    const first = await gw.publish({ topic: 're', data: 'new' }, key);
+    if (first.status === 200) assert.notEqual(epoch(first.body.id), old, 'not a cursor of the old stream');
+    else assert.equal(first.body.code, 'HERALD_BROKER_UNAVAILABLE');
+    // The publisher retries with its key: stored once, under the cursor clients receive it with.
+    const retry = await gw.publish({ topic: 're', data: 'new' }, key);
+    assert.equal(retry.status, 200);
+    assert.notEqual(epoch(retry.body.id), old);
+    // Clients are told the stream was replaced; the reset's cursor covers what the new stream
+    // already held, and later events follow under the same epoch as their acknowledgements.
+    await c.waitFor((s) => s.events.length === 1, 'the reset');
+    const reset = c.events[0]!;
+    assert.equal(reset.event, 'herald.reset');
+    assert.equal(epoch(reset.id!), epoch(retry.body.id));
+    assert.ok(seqOf(reset.id) >= seqOf(retry.body.id), 'the reset covers the event');
+    const next = await gw.publish({ topic: 're', data: 'next' });
+    await c.waitFor((s) => s.events.length === 2, 'the next event');
+    assert.equal(c.events[1]!.id, next.body.id);
+    if (first.status === 200) assert.equal(first.body.id, retry.body.id);
   });
 
   it('jetstream - kill -9 of the gateway a client is on: it resumes on another with exactly the missed events', async () => {
