@@ -18,7 +18,7 @@ KUBE := 'packages/testkit/test/kube.test.ts'
 CHART := 'charts/*/test/**/*.test.ts'
 BROWSER := 'services/*/test/browser/**/*.test.ts'
 
-.PHONY: build dist-test help deps dev run check lint format types unit test integration jetstream browser observability kube-tools kube chart docs docs-check dashboards dashboards-check bench clean
+.PHONY: build dist-test help deps dev run check lint format types unit test integration jetstream browser observability kube-tools kube chart docs docs-check dashboards dashboards-check bench bench-publish clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -103,6 +103,10 @@ dashboards-check: deps
 
 bench: deps ## Herald (embedded and JetStream) against a raw node:http reference, and resume storms (.bench/results.json)
 	$(NODE) load-tests/bench/run.ts
+
+bench-publish: deps ## Publish throughput on JetStream: this checkout against the one in BASE (a directory), medians and ratio
+	bash tools/nats-server.sh >/dev/null
+	BASE=$(BASE) $(NODE) load-tests/bench/publish-ab.ts
 
 clean: ## Remove installed dependencies and benchmark output
 	rm -rf node_modules .bench
