@@ -15,7 +15,7 @@ import { createFront } from './http/front.ts';
 import { sendProblem, writeProblem } from './http/problem.ts';
 import { createHandler } from './http/server.ts';
 import { splitTarget, takeStream } from './http/stream.ts';
-import { Hub } from './hub.ts';
+import { Hub } from './hub/hub.ts';
 import { errorFields, type Logger } from './log.ts';
 import { createMetrics, type GatewayMetrics } from './telemetry/metrics.ts';
 import { StreamTracing } from './telemetry/tracing.ts';

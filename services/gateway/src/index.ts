@@ -26,17 +26,11 @@ export {
   type ShedCommand,
 } from './control.ts';
 export { authOptionsOf, createEdge, type Edge, type EdgeDeps } from './edge.ts';
-export { FrameArena } from './frame-arena.ts';
 export { createGateway, type Gateway, type GatewayDeps } from './gateway.ts';
-export type { CloseReason } from './hub.ts';
-export {
-  Connection,
-  Hub,
-  type HubOptions,
-  type OpenRequest,
-  type Sink,
-} from './hub.ts';
+export { type CloseReason, Connection, type Sink } from './hub/connection.ts';
+export { FrameArena } from './hub/frame-arena.ts';
+export { Hub, type HubOptions, type OpenRequest } from './hub/hub.ts';
+export { planResume, type ResumePlan, type RetentionView } from './hub/resume-plan.ts';
+export { Ring, type RingSlice } from './hub/ring.ts';
 export { jsonLogger, type Logger, type LogLevel } from './log.ts';
 export { type ParsedPublish, type PublishLimits, parsePublish } from './publish.ts';
-export { planResume, type ResumePlan, type RetentionView } from './resume.ts';
-export { Ring, type RingSlice } from './ring.ts';

@@ -4,7 +4,7 @@ import { SpanStatusCode } from '@opentelemetry/api';
 import { credentialsOf } from '../auth/index.ts';
 import type { Broker } from '../broker/broker.ts';
 import { countRejection, type Edge } from '../edge.ts';
-import type { Hub } from '../hub.ts';
+import type { Hub } from '../hub/hub.ts';
 import { type PublishLimits, parsePublish } from '../publish.ts';
 import { readJson } from './body.ts';
 import { retryHeaders, sendJson, sendProblem, singleHeader } from './problem.ts';

@@ -3,7 +3,7 @@ import { checkPattern, HeraldError } from '@herald/protocol';
 import { admissionError } from '../admission/index.ts';
 import { credentialsOf, QUERY_TOKEN_PARAM } from '../auth/index.ts';
 import { countRejection, type Edge } from '../edge.ts';
-import type { Hub } from '../hub.ts';
+import type { Hub } from '../hub/hub.ts';
 import type { StreamTracing } from '../telemetry/tracing.ts';
 import { retryHeaders, singleHeader, writeProblem } from './problem.ts';
 import type { RequestHead } from './request-head.ts';

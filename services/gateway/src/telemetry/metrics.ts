@@ -8,7 +8,8 @@ import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import type { Broker, StoredEvent } from '../broker/broker.ts';
 import type { Clock } from '../clock.ts';
 import { type Edge, REJECTION_REASONS } from '../edge.ts';
-import { CLOSE_LABELS, type CloseReason, type Hub } from '../hub.ts';
+import { CLOSE_LABELS, type CloseReason } from '../hub/connection.ts';
+import type { Hub } from '../hub/hub.ts';
 
 /**
  * The gateway's metrics, named as `packages/protocol/src/metrics.ts` lists them, exported in the

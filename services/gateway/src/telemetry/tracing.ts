@@ -14,7 +14,7 @@ import {
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { StoredEvent } from '../broker/broker.ts';
-import { CLOSE_LABELS, type CloseReason, type Connection, type ResumeSource } from '../hub.ts';
+import { CLOSE_LABELS, type CloseReason, type Connection, type ResumeSource } from '../hub/connection.ts';
 
 /**
  * One trace per connection: `sse.connect` (parented on the request's `traceparent` when it has

@@ -49,9 +49,10 @@ describe('MemoryBroker', () => {
     const b = new MemoryBroker({ clock, maxEvents: 10, maxAgeMs: 60_000, dedupeWindowMs: 1000 });
     const [a] = await b.publish([msg('t', 'x', 'k')]);
     const [again, other] = await b.publish([msg('t', 'x', 'k'), msg('t', 'y', 'k2')]);
-    assert.deepEqual(again, { seq: a!.seq, duplicate: true });
-    assert.deepEqual(other, { seq: 2, duplicate: false });
+    const { epoch } = b.state();
+    assert.deepEqual(again, { epoch, seq: a!.seq, duplicate: true });
+    assert.deepEqual(other, { epoch, seq: 2, duplicate: false });
     clock.tick(1000);
-    assert.deepEqual((await b.publish([msg('t', 'x', 'k')]))[0], { seq: 3, duplicate: false });
+    assert.deepEqual((await b.publish([msg('t', 'x', 'k')]))[0], { epoch, seq: 3, duplicate: false });
   });
 });

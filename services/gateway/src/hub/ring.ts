@@ -1,4 +1,4 @@
-import type { StoredEvent } from './broker/broker.ts';
+import type { StoredEvent } from '../broker/broker.ts';
 
 /** What a resume from the ring sends: its frames as few chunks as possible, and how far they go. */
 export interface RingSlice {
