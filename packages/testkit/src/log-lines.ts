@@ -33,3 +33,32 @@ export function tail(lines: readonly string[], n = 40, keep?: RegExp): string {
           .slice(-10);
   return [...kept, ...(kept.length > 0 ? ['…'] : []), ...lines.slice(-n)].join('\n');
 }
+
+/** The last `max` lines a process (or several) wrote: a chatty server cannot grow a test's memory without bound. */
+export class LineLog {
+  readonly #max: number;
+  #lines: string[] = [];
+
+  constructor(max = 10_000) {
+    this.#max = max;
+  }
+
+  push(line: string): void {
+    this.#lines.push(line);
+    // Trimmed in batches: dropping the oldest line on every push would copy the whole log each time.
+    if (this.#lines.length >= 2 * this.#max) this.#lines = this.#lines.slice(-this.#max);
+  }
+
+  get lines(): readonly string[] {
+    return this.#lines.length > this.#max ? this.#lines.slice(-this.#max) : this.#lines;
+  }
+
+  /** See `tail()`. */
+  tail(n = 40, keep?: RegExp): string {
+    return tail(this.lines, n, keep);
+  }
+
+  text(): string {
+    return this.lines.join('\n');
+  }
+}
