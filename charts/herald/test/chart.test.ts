@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { authOptionsOf, parseConfig, settings } from '@herald/gateway';
+import { authOptionsOf, parseConfig, settings } from '@herald/gateway/internal';
 import {
   type ControlPlane,
   natsServerPath,

@@ -1,3 +1,8 @@
+/**
+ * What embedders of the gateway use: build one from a parsed config, with its broker, clock and
+ * logger injectable. The fan-out core and the edge's parts are internal (`./internal.ts`, for
+ * Herald's own tests and tools); they change without notice.
+ */
 export type {
   Broker,
   BrokerListener,
@@ -8,13 +13,7 @@ export type {
   StoredEvent,
   StreamState,
 } from './broker/broker.ts';
-export {
-  EVENT_HEADER,
-  epochOf,
-  JetStreamBroker,
-  type JetStreamBrokerOptions,
-  streamProblems,
-} from './broker/jetstream-broker.ts';
+export { EVENT_HEADER, JetStreamBroker, type JetStreamBrokerOptions } from './broker/jetstream-broker.ts';
 export { MemoryBroker, type MemoryBrokerOptions } from './broker/memory-broker.ts';
 export { type Clock, systemClock } from './clock.ts';
 export { type Config, ConfigError, defaultConfig, parseConfig, settings, settingsTable } from './config.ts';
@@ -25,12 +24,5 @@ export {
   SHED_SUBJECT,
   type ShedCommand,
 } from './control.ts';
-export { authOptionsOf, createEdge, type Edge, type EdgeDeps } from './edge.ts';
 export { createGateway, type Gateway, type GatewayDeps } from './gateway.ts';
-export { type CloseReason, Connection, type Sink } from './hub/connection.ts';
-export { FrameArena } from './hub/frame-arena.ts';
-export { Hub, type HubOptions, type OpenRequest } from './hub/hub.ts';
-export { planResume, type ResumePlan, type RetentionView } from './hub/resume-plan.ts';
-export { Ring, type RingSlice } from './hub/ring.ts';
 export { jsonLogger, type Logger, type LogLevel } from './log.ts';
-export { type ParsedPublish, type PublishLimits, parsePublish } from './publish.ts';

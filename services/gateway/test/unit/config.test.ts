@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { StreamConfig } from '@nats-io/jetstream';
-import { ConfigError, parseConfig, settings, streamProblems } from '../../src/index.ts';
+import { ConfigError, parseConfig, settings, streamProblems } from '../../src/internal.ts';
 
 describe('config', () => {
   it('defaults every setting and freezes the result', () => {

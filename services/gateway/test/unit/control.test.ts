@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { parseControl, SHED_SUBJECT } from '../../src/index.ts';
+import { parseControl, SHED_SUBJECT } from '../../src/internal.ts';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 

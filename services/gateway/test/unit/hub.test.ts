@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setImmediate as turn } from 'node:timers/promises';
 import { FakeClock } from '@herald/testkit';
-import { Hub, MemoryBroker, type ReplayRequest, type ReplayResult, type Sink } from '../../src/index.ts';
+import { Hub, MemoryBroker, type ReplayRequest, type ReplayResult, type Sink } from '../../src/internal.ts';
 
 class RecordingSink implements Sink {
   writes: Buffer[] = [];

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { compilePattern } from '@herald/protocol';
 import { FakeClock } from '@herald/testkit';
-import { MemoryBroker, type StoredEvent } from '../../src/index.ts';
+import { MemoryBroker, type StoredEvent } from '../../src/internal.ts';
 
 const msg = (topic: string, data: string, key?: string) => ({ topic, data, event: undefined, key });
 

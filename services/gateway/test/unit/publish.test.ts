@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { HeraldError } from '@herald/protocol';
-import { parsePublish } from '../../src/index.ts';
+import { parsePublish } from '../../src/internal.ts';
 
 const limits = { maxMessageBytes: 16, maxBatch: 3 };
 const code = (fn: () => unknown) => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { planResume } from '../../src/index.ts';
+import { planResume } from '../../src/internal.ts';
 
 describe('planResume', () => {
   const view = { epoch: 'ep1', first: 101, last: 500, ringFloor: 400 };

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { FrameArena, Ring, type StoredEvent } from '../../src/index.ts';
+import { FrameArena, Ring, type StoredEvent } from '../../src/internal.ts';
 
 const ev = (seq: number, topic = 't'): StoredEvent => ({
   seq,
