@@ -1,20 +1,27 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import type { Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { reservePorts } from './free-ports.ts';
-import { readLines, tail } from './log-lines.ts';
+import { LineLog } from './log-lines.ts';
+import {
+  type Budget,
+  budget,
+  makeTempDir,
+  ProcessError,
+  removeTempDir,
+  type Supervised,
+  startProcess,
+  waitWhileRunning,
+} from './process.ts';
 
 /**
  * Real nats-server processes for tests (never a mock): the pinned binary from
  * `tools/nats-server.sh`, on 127.0.0.1 only, each with its own temporary directory holding its
- * config file, pid file and (by default) its JetStream store.
+ * config file and (by default) its JetStream store.
  *
  * Ports: a single server and every node's client and monitoring listeners are given port -1, so
  * nats-server picks free ones itself (no race), and the harness reads them from its log. A
@@ -28,10 +35,8 @@ import { readLines, tail } from './log-lines.ts';
  * cluster node, every replicated stream it hosts knows its leader and holds the leader's last
  * sequence (a restarted node passes /healthz before it has heard from its stream leaders).
  *
- * Cleanup: `stop()` removes the temporary directory. As a last resort, children still running
- * when this process exits are SIGKILLed from an `exit` hook, and a detached `sh` reaper kills
- * them and removes their directories if this process dies without running that hook (SIGKILL,
- * an unhandled SIGTERM from a test runner).
+ * Processes, waits and cleanup are process.ts's: `stop()` removes the temporary directory, and a
+ * server or directory a test leaves behind is reaped when the test process ends, however it ends.
  */
 
 const SCRIPT = fileURLToPath(new URL('../../../tools/nats-server.sh', import.meta.url));
@@ -40,12 +45,8 @@ const HOST = '127.0.0.1';
 const STOP_GRACE_MS = 5_000;
 /** How long `kill()` waits for the process to exit after its signal. */
 const KILL_WAIT_MS = 5_000;
-/** Readiness polls start this fast and back off to POLL_MAX_MS (each failed /healthz logs a warning). */
-const POLL_MIN_MS = 10;
-const POLL_MAX_MS = 100;
 const MAX_LOG_LINES = 10_000;
 const CLUSTER_START_ATTEMPTS = 3;
-const PID_FILE = 'nats-server.pid';
 
 let resolved: string | undefined;
 
@@ -160,7 +161,7 @@ export async function startNats(opts: NatsOptions = {}): Promise<NatsServer> {
     cluster: undefined,
   });
   try {
-    await node.launch(Date.now() + node.readyTimeoutMs);
+    await node.launch(budget(node.readyTimeoutMs));
   } catch (err) {
     await node.stop();
     throw err;
@@ -198,29 +199,26 @@ export async function startNatsCluster(size = 3, opts: NatsClusterOptions = {}):
     const stopAll = async () => {
       await Promise.all(nodes.map((n) => n.stop()));
     };
-    const deadline = Date.now() + timeout;
-    const results = await Promise.allSettled(nodes.map((n) => n.launch(deadline)));
+    const b = budget(timeout);
+    const results = await Promise.allSettled(nodes.map((n) => n.launch(b)));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined) {
       await stopAll();
       const err = failed.reason as Error;
-      if (
-        attempt < CLUSTER_START_ATTEMPTS &&
-        /taken by another process|address already in use/.test(err.message)
-      ) {
-        continue;
-      }
+      if (attempt < CLUSTER_START_ATTEMPTS && err instanceof ProcessError && err.addressInUse) continue;
       throw err;
     }
     const urls = nodes.map((n) => n.api.url);
     try {
-      await waitUntil(deadline, `JetStream API through the cluster ${urls.join(',')}`, () =>
-        jetstreamAnswers(urls),
-      );
+      await waitWhileRunning(async () => (await jetstreamAnswers(urls)) ?? true, {
+        within: b,
+        what: `JetStream API through the cluster ${urls.join(',')}`,
+        watch: nodes.map((n) => n.process()!),
+      });
     } catch (err) {
       await stopAll();
       throw new Error(
-        `${(err as Error).message}\n${nodes.map((n) => `--- ${n.api.name}\n${tail(n.lines, 40, ERROR_LINE)}`).join('\n')}`,
+        `${(err as Error).message}\n${nodes.map((n) => `--- ${n.api.name}\n${n.log.tail(40, ERROR_LINE)}`).join('\n')}`,
       );
     }
     return { name, nodes: nodes.map((n) => n.api), urls: urls.join(','), stop: stopAll };
@@ -238,68 +236,35 @@ interface NodeSpec {
   readonly cluster: { readonly name: string; readonly port: number; readonly routes: number[] } | undefined;
 }
 
-interface Exit {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly error?: Error;
-}
-
-interface Run {
-  readonly child: ChildProcess;
-  readonly exited: Promise<Exit>;
-  exit: Exit | undefined;
-  /** Resolves when the process logs "Server is ready" (its client listener is open). */
-  readonly ready: Promise<void>;
-}
-
 interface Node {
   readonly api: NatsServer;
-  readonly lines: string[];
+  readonly log: LineLog;
   readonly readyTimeoutMs: number;
-  launch(deadline: number): Promise<void>;
+  /** The current (or last) process; undefined before the first launch. */
+  process(): Supervised | undefined;
+  launch(b: Budget): Promise<void>;
   stop(): Promise<void>;
 }
 
 async function createNode(spec: NodeSpec): Promise<Node> {
   const binary = natsServerPath();
-  const root = await mkdtemp(join(tmpdir(), 'herald-nats-'));
-  trackDir(root);
+  const title = `nats-server ${spec.name}`;
+  const root = await makeTempDir('herald-nats-');
   const storeDir = spec.storeDir ?? join(root, 'store');
   const configFile = join(root, 'nats-server.conf');
-  const lines: string[] = [];
-  /** Whether the current process has logged that a port was taken. */
-  let addressInUse = false;
+  /** Every run's output, so that `logs()` and errors span restarts. */
+  const log = new LineLog(MAX_LOG_LINES);
   let port = spec.port ?? -1;
   let httpPort = -1;
-  let run: Run | undefined;
+  let proc: Supervised | undefined;
   let lastPid = -1;
   let stopped = false;
-
-  const log = (line: string) => {
-    lines.push(line);
-    if (lines.length > MAX_LOG_LINES) lines.splice(0, lines.length - MAX_LOG_LINES);
-  };
-  const isRunning = () => run !== undefined && run.exit === undefined;
-  const exitError = (exit: Exit, what: string) => {
-    const how = exit.error
-      ? `could not be started (${exit.error.message})`
-      : `exited (${exit.signal ?? `code ${exit.code}`})`;
-    const hint = addressInUse
-      ? '; a port it was given is taken by another process'
-      : exit.error
-        ? `; check ${binary} (\`bash tools/nats-server.sh\` rebuilds it)`
-        : '';
-    return new Error(
-      `nats-server ${spec.name} ${how} ${what}${hint}. Last log lines:\n${tail(lines, 40, ERROR_LINE)}`,
-    );
-  };
 
   const writeConfig = async () => {
     const config: Record<string, unknown> = {
       server_name: spec.name,
       listen: `${HOST}:${port}`,
       http: `${HOST}:${httpPort}`,
-      pid_file: join(root, PID_FILE),
     };
     if (spec.jetstream) config['jetstream'] = { store_dir: storeDir };
     if (spec.cluster) {
@@ -317,142 +282,69 @@ async function createNode(spec: NodeSpec): Promise<Node> {
     await writeFile(configFile, `${JSON.stringify(config, null, 2)}\n`);
   };
 
-  /** Waits for the current process to exit; SIGKILL after `graceMs` if it has not. */
-  const terminate = async (signal: NodeJS.Signals, graceMs: number): Promise<void> => {
-    const r = run;
-    if (r === undefined || r.exit !== undefined) return;
-    // Children are unref'd so a forgotten server never holds a test open; while one is awaited it
-    // must be ref'd, or the loop could end before its exit is seen.
-    r.child.ref();
-    r.child.kill(signal);
-    const timer = new AbortController();
-    const exited = await Promise.race([
-      r.exited.then(() => true),
-      sleep(graceMs, false, { signal: timer.signal }).catch(() => false),
-    ]);
-    timer.abort();
-    if (!exited) {
-      log(`# herald-testkit: no exit ${graceMs} ms after ${signal}; sending SIGKILL`);
-      r.child.kill('SIGKILL');
-      await r.exited;
-    }
-  };
-
-  const spawnServer = async (): Promise<Run> => {
+  const launch = async (b: Budget): Promise<void> => {
+    if (stopped) throw new Error(`${title} was stopped; start a new one`);
     await writeConfig();
-    addressInUse = false;
-    const child = spawn(binary, ['-c', configFile, ...spec.args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const ready = Promise.withResolvers<void>();
-    const current: Run = {
-      child,
-      exit: undefined,
-      ready: ready.promise,
-      exited: new Promise<Exit>((resolve) => {
-        child.once('exit', (code, signal) => resolve({ code, signal }));
-        child.once('error', (error) => {
-          if (child.pid === undefined) resolve({ code: null, signal: null, error });
-        });
-      }),
-    };
-    void current.exited.then((exit) => {
-      current.exit = exit;
-      liveChildren.delete(child);
-      log(`# herald-testkit: pid ${child.pid ?? '?'} exited (${exit.signal ?? `code ${exit.code}`})`);
-    });
-    if (child.pid !== undefined) {
-      lastPid = child.pid;
-      liveChildren.add(child);
-      installExitHook();
-    }
-    log(
-      `# herald-testkit: started ${binary} -c ${configFile} ${spec.args.join(' ')} (pid ${child.pid ?? '?'})`,
-    );
-    // Neither the child nor its pipes keep this process alive: a test that forgets `stop()`
-    // still ends, and the exit hook then kills the server.
-    child.unref();
-    for (const stream of [child.stdout, child.stderr]) {
-      (stream as Socket).unref();
-      readLines(stream, (line) => {
-        log(line);
+    const current = startProcess({
+      name: title,
+      program: binary,
+      args: ['-c', configFile, ...spec.args],
+      log,
+      complaints: ERROR_LINE,
+      fix: `check ${binary} (\`bash tools/nats-server.sh\` rebuilds it)`,
+      onLine: (line) => {
         const client = /Listening for client connections on [^\s]+:(\d+)$/.exec(line);
         if (client) port = Number(client[1]);
         const monitor = /Starting http monitor on [^\s]+:(\d+)$/.exec(line);
         if (monitor) httpPort = Number(monitor[1]);
-        if (/\] Server is ready$/.test(line)) ready.resolve();
-        if (/address already in use/.test(line)) addressInUse = true;
-      });
-    }
-    return current;
-  };
-
-  const launch = async (deadline: number): Promise<void> => {
-    if (stopped) throw new Error(`nats-server ${spec.name} was stopped; start a new one`);
-    const current = await spawnServer();
-    run = current;
-    const timedOut = (stage: string, problem: string) =>
-      new Error(
-        `nats-server ${spec.name} was not ready within ${spec.readyTimeoutMs} ms (${stage}: ${problem}). ` +
-          `Last log lines:\n${tail(lines, 40, ERROR_LINE)}`,
-      );
+      },
+    });
+    proc = current;
+    if (current.pid !== undefined) lastPid = current.pid;
     // 1. The log says it is listening (client and monitoring ports known).
-    const ready = await waitForReadyLine(current, deadline);
-    if (ready === 'exited') throw exitError(current.exit!, 'before it was ready');
-    if (ready === 'timeout') throw timedOut('start', 'no "Server is ready" in its log');
+    await current.waitForLine(/\] Server is ready$/, {
+      within: b,
+      what: 'start: no "Server is ready" in its log',
+    });
     if (port <= 0 || httpPort <= 0) {
-      throw new Error(
-        `nats-server ${spec.name}: could not read its ports from the log:\n${tail(lines, 40, ERROR_LINE)}`,
-      );
+      throw new Error(`${title}: could not read its ports from the log:\n${log.tail(40, ERROR_LINE)}`);
     }
     // 2. /healthz: JetStream enabled and, in a cluster, a meta leader exists and this node is
-    //    current with it and with the streams it hosts. Condition-based, bounded polling.
+    //    current with it and with the streams it hosts.
     const health = `http://${HOST}:${httpPort}/healthz`;
-    let last = 'no answer yet';
-    const healthy = await pollUntil(current, deadline, async () => {
-      try {
+    await current.waitUntil(
+      async () => {
         const res = await fetch(health, { signal: AbortSignal.timeout(2_000) });
-        last = `${res.status} ${(await res.text()).trim()}`;
-        return res.status === 200;
-      } catch (err) {
-        last = (err as Error).message;
-        return false;
-      }
-    });
-    if (healthy === 'exited') throw exitError(current.exit!, 'while becoming healthy');
-    if (healthy === 'timeout') throw timedOut(`GET ${health}`, last);
+        return res.status === 200 || `${res.status} ${(await res.text()).trim()}`;
+      },
+      { within: b, what: `GET ${health}`, during: 'while becoming healthy' },
+    );
     // 3. A client connects and a JetStream API request ($JS.API.INFO) is answered.
+    const url = `nats://${HOST}:${port}`;
     if (spec.jetstream) {
-      const url = `nats://${HOST}:${port}`;
-      const answered = await pollUntil(current, deadline, async () => {
-        const problem = await jetstreamAnswers([url], loginOf(spec.config));
-        if (problem !== undefined) last = problem;
-        return problem === undefined;
+      await current.waitUntil(async () => (await jetstreamAnswers([url], loginOf(spec.config))) ?? true, {
+        within: b,
+        what: `JetStream account info from ${url}`,
+        during: 'while JetStream was starting',
       });
-      if (answered === 'exited') throw exitError(current.exit!, 'while JetStream was starting');
-      if (answered === 'timeout') throw timedOut(`JetStream account info from ${url}`, last);
     }
     // 4. A cluster node that comes back with a store: /healthz already passes while it has not
     //    yet heard from its streams' leaders, so also wait until each replicated stream it hosts
     //    knows its leader and holds everything the leader held when asked.
     if (spec.cluster) {
-      const url = `nats://${HOST}:${port}`;
       const monitor = `http://${HOST}:${httpPort}`;
-      const caughtUp = await pollUntil(current, deadline, async () => {
-        const problem = await replicasBehind(spec.name, url, monitor);
-        if (problem !== undefined) last = problem;
-        return problem === undefined;
+      await current.waitUntil(async () => (await replicasBehind(spec.name, url, monitor)) ?? true, {
+        within: b,
+        what: 'stream replicas catching up',
+        during: 'while catching up with its cluster',
       });
-      if (caughtUp === 'exited') throw exitError(current.exit!, 'while catching up with its cluster');
-      if (caughtUp === 'timeout') throw timedOut('stream replicas catching up', last);
     }
   };
 
   const stop = async (): Promise<void> => {
     stopped = true;
-    await terminate('SIGTERM', STOP_GRACE_MS);
-    await rm(root, { recursive: true, force: true });
-    untrackDir(root);
+    await proc?.stop(STOP_GRACE_MS);
+    await removeTempDir(root);
   };
 
   const api: NatsServer = {
@@ -471,43 +363,31 @@ async function createNode(spec: NodeSpec): Promise<Node> {
       return lastPid;
     },
     get running() {
-      return isRunning();
+      return proc?.running ?? false;
     },
     stop,
     async kill(signal: NodeJS.Signals = 'SIGKILL') {
-      const r = run;
-      if (r === undefined || r.exit !== undefined) {
-        throw new Error(`nats-server ${spec.name} is not running; restart() it first`);
+      if (proc === undefined || !proc.running) {
+        throw new Error(`${title} is not running; restart() it first`);
       }
-      r.child.kill(signal);
-      const timer = new AbortController();
-      const exited = await Promise.race([
-        r.exited.then(() => true),
-        sleep(KILL_WAIT_MS, false, { signal: timer.signal }).catch(() => false),
-      ]);
-      timer.abort();
-      if (!exited) {
-        throw new Error(
-          `nats-server ${spec.name} (pid ${r.child.pid}) still runs ${KILL_WAIT_MS} ms after ${signal}; use stop()`,
-        );
-      }
+      await proc.kill(signal, KILL_WAIT_MS);
     },
     async restart() {
-      if (stopped) throw new Error(`nats-server ${spec.name} was stopped; start a new one`);
-      await terminate('SIGTERM', STOP_GRACE_MS);
+      if (stopped) throw new Error(`${title} was stopped; start a new one`);
+      await proc?.stop(STOP_GRACE_MS);
       try {
-        await launch(Date.now() + spec.readyTimeoutMs);
+        await launch(budget(spec.readyTimeoutMs));
       } catch (err) {
-        await terminate('SIGKILL', KILL_WAIT_MS);
+        // A server that failed to come back gets no grace: nothing of it is worth keeping.
+        await proc?.stop(0);
         throw err;
       }
     },
-    logs: () => lines.join('\n'),
+    logs: () => log.text(),
   };
-  return { api, lines, readyTimeoutMs: spec.readyTimeoutMs, launch, stop };
+  return { api, log, readyTimeoutMs: spec.readyTimeoutMs, process: () => proc, launch, stop };
 }
 
-/** Undefined when a client can connect to `servers` and JetStream answers an account-info request; else the problem. */
 /**
  * How readiness checks log in to a server with an `authorization` block: its `token`, or the first
  * of its `users` (which needs JetStream API permissions).
@@ -535,6 +415,7 @@ interface Login {
   readonly tls?: { readonly caFile: string };
 }
 
+/** Undefined when a client can connect to `servers` and JetStream answers an account-info request; else the problem. */
 async function jetstreamAnswers(servers: string[], login: Login = {}): Promise<string | undefined> {
   let nc: Awaited<ReturnType<typeof connect>> | undefined;
   try {
@@ -605,103 +486,9 @@ async function replicasBehind(name: string, url: string, monitor: string): Promi
   }
 }
 
-/** Resolves when the run logs "Server is ready", exits, or the deadline passes. */
-async function waitForReadyLine(run: Run, deadline: number): Promise<'ok' | 'exited' | 'timeout'> {
-  const timer = new AbortController();
-  try {
-    return await Promise.race([
-      run.ready.then(() => 'ok' as const),
-      // Lines written just before exiting may still be in the pipe: let them arrive first.
-      run.exited.then(() => new Promise<'exited'>((resolve) => setImmediate(() => resolve('exited')))),
-      sleep(Math.max(0, deadline - Date.now()), 'timeout' as const, { signal: timer.signal }),
-    ]);
-  } finally {
-    timer.abort();
-  }
-}
-
-/** Calls `probe` until it returns true, the run exits, or the deadline passes. */
-async function pollUntil(
-  run: Run,
-  deadline: number,
-  probe: () => Promise<boolean>,
-): Promise<'ok' | 'exited' | 'timeout'> {
-  for (let wait = POLL_MIN_MS; ; wait = Math.min(wait * 2, POLL_MAX_MS)) {
-    if (run.exit !== undefined) return 'exited';
-    if (await probe()) return 'ok';
-    if (run.exit !== undefined) return 'exited';
-    if (Date.now() >= deadline) return 'timeout';
-    await sleep(wait);
-  }
-}
-
-async function waitUntil(deadline: number, what: string, probe: () => Promise<string | undefined>) {
-  for (let wait = POLL_MIN_MS; ; wait = Math.min(wait * 2, POLL_MAX_MS)) {
-    const problem = await probe();
-    if (problem === undefined) return;
-    if (Date.now() >= deadline) throw new Error(`${what} not ready in time: ${problem}`);
-    await sleep(wait);
-  }
-}
-
 /** nats-server's own complaints, which can scroll out of the tail (a bad flag prints usage after it). */
 const ERROR_LINE = /\[(FTL|ERR)\]|^nats-server: |^flag provided but not defined/;
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Last-resort cleanup.
-
-const liveChildren = new Set<ChildProcess>();
-const ownedDirs = new Set<string>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const child of liveChildren) child.kill('SIGKILL');
-    for (const dir of ownedDirs) rmSync(dir, { recursive: true, force: true });
-  });
-}
-
-/**
- * Reads directories from stdin until EOF, which comes when this process is gone however it died;
- * then kills the nats-server whose pid file each directory holds (if that pid is still a
- * nats-server) and removes the directory.
- */
-const REAPER = `
-dirs=''
-while IFS= read -r d; do dirs="$dirs$d
-"; done
-printf %s "$dirs" | while IFS= read -r d; do
-  [ -n "$d" ] || continue
-  if [ -f "$d/${PID_FILE}" ]; then
-    p=$(cat "$d/${PID_FILE}")
-    if grep -q nats-server "/proc/$p/cmdline" 2>/dev/null; then kill -9 "$p" 2>/dev/null; fi
-  fi
-  rm -rf "$d"
-done
-`;
-
-let reaper: Socket | undefined;
-
-function trackDir(dir: string): void {
-  ownedDirs.add(dir);
-  installExitHook();
-  if (reaper === undefined) {
-    const child = spawn('sh', ['-c', REAPER], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
-    child.on('error', () => {});
-    child.unref();
-    reaper = child.stdin as Socket;
-    reaper.on('error', () => {});
-    reaper.unref();
-  }
-  reaper.write(`${dir}\n`);
-}
-
-function untrackDir(dir: string): void {
-  ownedDirs.delete(dir);
 }
