@@ -1,15 +1,22 @@
-import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
-import type { Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { reservePorts } from './free-ports.ts';
-import { readLines, tail } from './log-lines.ts';
+import { LineLog } from './log-lines.ts';
+import {
+  type Budget,
+  budget,
+  makeTempDir,
+  ProcessError,
+  removeTempDir,
+  STOP_GRACE_MS,
+  type Supervised,
+  startProcess,
+} from './process.ts';
 
 /**
  * A real Kubernetes control plane for tests, the way controller-runtime's envtest does it: the
@@ -27,15 +34,11 @@ import { readLines, tail } from './log-lines.ts';
  * and reports `Established`.
  *
  * Cleanup: `stop()` terminates both processes (SIGKILL after a grace period) and removes the
- * directory. As a last resort, children still running when this process exits are SIGKILLed
- * from an `exit` hook, and a detached `sh` reaper kills them by pid file and removes the
- * directory if this process dies without running that hook.
+ * directory; process.ts reaps whatever a test leaves behind when the test process ends.
  */
 
 const SCRIPT = fileURLToPath(new URL('../../../tools/kube.sh', import.meta.url));
 const HOST = '127.0.0.1';
-const STOP_GRACE_MS = 5_000;
-const POLL_MIN_MS = 10;
 const POLL_MAX_MS = 200;
 const MAX_LOG_LINES = 5_000;
 const START_ATTEMPTS = 3;
@@ -114,13 +117,6 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
-interface Proc {
-  readonly name: string;
-  readonly child: ChildProcess;
-  readonly exited: Promise<void>;
-  exit: string | undefined;
-}
-
 /**
  * Starts etcd and kube-apiserver on free loopback ports, installs the CRDs, writes a kubeconfig,
  * and resolves when the API server is ready and every CRD is established.
@@ -129,131 +125,113 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   const bins = kubeBinDir();
   const crds = (opts.crds ?? true) ? kubeCrdDir() : undefined;
   const timeout = opts.readyTimeoutMs ?? 60_000;
-  const deadline = Date.now() + timeout;
-  const root = await mkdtemp(join(tmpdir(), 'herald-kube-'));
-  trackDir(root);
-  const lines: string[] = [];
-  const log = (line: string) => {
-    lines.push(line);
-    if (lines.length > MAX_LOG_LINES) lines.splice(0, lines.length - MAX_LOG_LINES);
-  };
-  const procs: Proc[] = [];
+  const b = budget(timeout);
+  const root = await makeTempDir('herald-kube-');
+  const log = new LineLog(MAX_LOG_LINES);
+  const procs: Supervised[] = [];
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
     // The API server first: it would otherwise keep retrying a vanished etcd.
-    for (const p of [...procs].reverse()) await terminate(p);
-    await rm(root, { recursive: true, force: true });
-    untrackDir(root);
+    for (const p of [...procs].reverse()) await p.stop(STOP_GRACE_MS);
+    await removeTempDir(root);
   };
+  const launch = (name: string, args: string[]) => {
+    const p = startProcess({
+      name,
+      program: join(bins, name),
+      args,
+      log,
+      prefix: `${name}: `,
+      fix: 'run `bash tools/kube.sh` (it builds etcd and kube-apiserver)',
+    });
+    procs.push(p);
+    return p;
+  };
+  /** Whether a failed start is worth a retry on fresh ports: the process exited because one was taken. */
+  const portTaken = (err: unknown) =>
+    err instanceof ProcessError && err.exit !== undefined && err.addressInUse;
 
   try {
     const pki = await makeCredentials(join(root, 'pki'));
     const tls = { ca: pki.ca, cert: pki.adminCert, key: pki.adminKey };
     for (let attempt = 1; ; attempt++) {
       const [etcdPort, apiPort] = await reservePorts(2);
-      const etcd = launch(
-        root,
-        'etcd',
-        join(bins, 'etcd'),
-        [
-          '--name=herald-test',
-          `--data-dir=${join(root, `etcd-${attempt}`)}`,
-          `--listen-client-urls=http://${HOST}:${etcdPort}`,
-          `--advertise-client-urls=http://${HOST}:${etcdPort}`,
-          '--listen-peer-urls=http://localhost:0',
-          '--unsafe-no-fsync=true',
-          '--log-level=warn',
-        ],
-        log,
-      );
-      procs.push(etcd);
+      const etcd = launch('etcd', [
+        '--name=herald-test',
+        `--data-dir=${join(root, `etcd-${attempt}`)}`,
+        `--listen-client-urls=http://${HOST}:${etcdPort}`,
+        `--advertise-client-urls=http://${HOST}:${etcdPort}`,
+        '--listen-peer-urls=http://localhost:0',
+        '--unsafe-no-fsync=true',
+        '--log-level=warn',
+      ]);
       const etcdHealth = `http://${HOST}:${etcdPort}/health`;
-      let last = 'no answer yet';
-      const etcdReady = await pollUntil([etcd], deadline, async () => {
-        try {
-          const res = await fetch(etcdHealth, { signal: AbortSignal.timeout(2_000) });
-          const text = await res.text();
-          last = `${res.status} ${text.trim()}`;
-          return res.status === 200 && /"health":\s*"true"/.test(text);
-        } catch (err) {
-          last = (err as Error).message;
-          return false;
-        }
-      });
-      if (etcdReady !== 'ok') {
-        await terminate(etcd);
-        procs.pop();
-        if (
-          etcdReady === 'exited' &&
-          attempt < START_ATTEMPTS &&
-          /address already in use/.test(tail(lines))
-        ) {
-          continue;
-        }
-        throw new Error(
-          etcdReady === 'exited'
-            ? `etcd exited (${etcd.exit}) before it was healthy. Last log lines:\n${tail(lines)}`
-            : `etcd was not healthy within ${timeout} ms (GET ${etcdHealth}: ${last}). Last log lines:\n${tail(lines)}`,
+      try {
+        await etcd.waitUntil(
+          async () => {
+            const res = await fetch(etcdHealth, { signal: AbortSignal.timeout(2_000) });
+            const text = await res.text();
+            return (res.status === 200 && /"health":\s*"true"/.test(text)) || `${res.status} ${text.trim()}`;
+          },
+          { within: b, what: `GET ${etcdHealth}`, during: 'before it was healthy', pollMaxMs: POLL_MAX_MS },
         );
+      } catch (err) {
+        await etcd.stop();
+        procs.pop();
+        if (portTaken(err) && attempt < START_ATTEMPTS) continue;
+        throw err;
       }
 
       const server = `https://${HOST}:${apiPort}`;
-      const apiserver = launch(
-        root,
-        'kube-apiserver',
-        join(bins, 'kube-apiserver'),
-        [
-          `--etcd-servers=http://${HOST}:${etcdPort}`,
-          `--cert-dir=${join(root, 'cert')}`,
-          `--tls-cert-file=${pki.files.servingCert}`,
-          `--tls-private-key-file=${pki.files.servingKey}`,
-          `--client-ca-file=${pki.files.ca}`,
-          `--secure-port=${apiPort}`,
-          `--bind-address=${HOST}`,
-          '--service-cluster-ip-range=10.0.0.0/24',
-          '--allow-privileged=true',
-          '--authorization-mode=RBAC',
-          '--disable-admission-plugins=ServiceAccount',
-          `--service-account-issuer=${server}`,
-          `--service-account-key-file=${pki.files.saPub}`,
-          `--service-account-signing-key-file=${pki.files.saKey}`,
-          ...(opts.apiserverArgs ?? []),
-        ],
-        log,
-      );
-      procs.push(apiserver);
-      const readyz = await pollUntil([etcd, apiserver], deadline, async () => {
-        try {
-          const res = await kubeRequest(server, tls, 'GET', '/readyz');
-          last = `${res.status} ${res.body
-            .trim()
-            .split('\n')
-            .filter((l) => !l.startsWith('[+]'))
-            .join(' ')}`;
-          return res.status === 200;
-        } catch (err) {
-          last = (err as Error).message;
-          return false;
-        }
-      });
-      if (readyz !== 'ok') {
-        const addressInUse = /address already in use/.test(tail(lines));
-        await terminate(apiserver);
-        await terminate(etcd);
-        procs.length = 0;
-        if (readyz === 'exited' && addressInUse && attempt < START_ATTEMPTS) continue;
-        throw new Error(
-          readyz === 'exited'
-            ? `kube-apiserver or etcd exited (${apiserver.exit ?? etcd.exit}) before /readyz. Last log lines:\n${tail(lines)}`
-            : `kube-apiserver was not ready within ${timeout} ms (GET ${server}/readyz: ${last}). Last log lines:\n${tail(lines)}`,
+      const apiserver = launch('kube-apiserver', [
+        `--etcd-servers=http://${HOST}:${etcdPort}`,
+        `--cert-dir=${join(root, 'cert')}`,
+        `--tls-cert-file=${pki.files.servingCert}`,
+        `--tls-private-key-file=${pki.files.servingKey}`,
+        `--client-ca-file=${pki.files.ca}`,
+        `--secure-port=${apiPort}`,
+        `--bind-address=${HOST}`,
+        '--service-cluster-ip-range=10.0.0.0/24',
+        '--allow-privileged=true',
+        '--authorization-mode=RBAC',
+        '--disable-admission-plugins=ServiceAccount',
+        `--service-account-issuer=${server}`,
+        `--service-account-key-file=${pki.files.saPub}`,
+        `--service-account-signing-key-file=${pki.files.saKey}`,
+        ...(opts.apiserverArgs ?? []),
+      ]);
+      try {
+        await apiserver.waitUntil(
+          async () => {
+            const res = await kubeRequest(server, tls, 'GET', '/readyz');
+            const failing = res.body
+              .trim()
+              .split('\n')
+              .filter((l) => !l.startsWith('[+]'))
+              .join(' ');
+            return res.status === 200 || `${res.status} ${failing}`;
+          },
+          {
+            within: b,
+            what: `GET ${server}/readyz`,
+            during: 'before /readyz',
+            alsoWatch: [etcd],
+            pollMaxMs: POLL_MAX_MS,
+          },
         );
+      } catch (err) {
+        await apiserver.stop();
+        await etcd.stop();
+        procs.length = 0;
+        if (portTaken(err) && attempt < START_ATTEMPTS) continue;
+        throw err;
       }
 
       const request = (method: string, path: string, body?: unknown) =>
         kubeRequest(server, tls, method, path, body);
-      if (crds !== undefined) await installCrds(crds, request, [etcd, apiserver], deadline, timeout);
+      if (crds !== undefined) await installCrds(crds, request, apiserver, etcd, b);
 
       const kubeconfig = join(root, 'kubeconfig');
       const b64 = (s: string) => Buffer.from(s).toString('base64');
@@ -277,9 +255,9 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         ca: pki.ca,
         adminCert: pki.adminCert,
         adminKey: pki.adminKey,
-        pids: { etcd: etcd.child.pid ?? -1, apiserver: apiserver.child.pid ?? -1 },
+        pids: { etcd: etcd.pid ?? -1, apiserver: apiserver.pid ?? -1 },
         request,
-        logs: () => lines.join('\n'),
+        logs: () => log.text(),
         stop,
       };
     }
@@ -448,9 +426,9 @@ const CRD_PATH = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
 async function installCrds(
   dir: string,
   request: Requester,
-  procs: Proc[],
-  deadline: number,
-  timeout: number,
+  apiserver: Supervised,
+  etcd: Supervised,
+  b: Budget,
 ) {
   const names: string[] = [];
   for (const file of readdirSync(dir)
@@ -466,150 +444,25 @@ async function installCrds(
       names.push((res.json as { metadata: { name: string } }).metadata.name);
     }
   }
-  let last = '';
-  const established = await pollUntil(procs, deadline, async () => {
-    for (const name of names) {
-      const res = await request('GET', `${CRD_PATH}/${name}`);
-      const conditions =
-        (res.json as { status?: { conditions?: { type: string; status: string }[] } } | undefined)?.status
-          ?.conditions ?? [];
-      if (!conditions.some((c) => c.type === 'Established' && c.status === 'True')) {
-        last = `${name} not Established yet`;
-        return false;
-      }
-    }
-    return true;
-  });
-  if (established === 'exited')
-    throw new Error('kube-apiserver or etcd exited while the CRDs were installed');
-  if (established === 'timeout') throw new Error(`CRDs not established within ${timeout} ms: ${last}`);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Processes.
-
-function launch(root: string, name: string, binary: string, args: string[], log: (l: string) => void): Proc {
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const proc: Proc = {
-    name,
-    child,
-    exit: undefined,
-    exited: new Promise<void>((resolve) => {
-      child.once('exit', (code, signal) => {
-        proc.exit ??= signal ?? `code ${code}`;
-        resolve();
-      });
-      child.once('error', (err) => {
-        if (child.pid === undefined) {
-          proc.exit = `could not be started: ${err.message}`;
-          resolve();
+  await apiserver.waitUntil(
+    async () => {
+      for (const name of names) {
+        const res = await request('GET', `${CRD_PATH}/${name}`);
+        const conditions =
+          (res.json as { status?: { conditions?: { type: string; status: string }[] } } | undefined)?.status
+            ?.conditions ?? [];
+        if (!conditions.some((c) => c.type === 'Established' && c.status === 'True')) {
+          return `${name} not Established yet`;
         }
-      });
-    }),
-  };
-  liveChildren.add(child);
-  child.once('exit', () => liveChildren.delete(child));
-  child.unref();
-  if (child.pid !== undefined) rmOnReap(root, name, child.pid);
-  for (const stream of [child.stdout, child.stderr]) {
-    if (stream === null) continue;
-    (stream as Socket).unref();
-    readLines(stream, (line) => log(`${name}: ${line}`));
-  }
-  return proc;
-}
-
-async function terminate(p: Proc): Promise<void> {
-  if (p.exit !== undefined) return;
-  p.child.ref();
-  p.child.kill('SIGTERM');
-  const timer = new AbortController();
-  const exited = await Promise.race([
-    p.exited.then(() => true),
-    sleep(STOP_GRACE_MS, false, { signal: timer.signal }).catch(() => false),
-  ]);
-  timer.abort();
-  if (!exited) {
-    p.child.kill('SIGKILL');
-    await p.exited;
-  }
-}
-
-/** Calls `probe` until it returns true, one of `procs` exits, or the deadline passes. */
-async function pollUntil(
-  procs: Proc[],
-  deadline: number,
-  probe: () => Promise<boolean>,
-): Promise<'ok' | 'exited' | 'timeout'> {
-  const anyExited = () => procs.some((p) => p.exit !== undefined);
-  for (let wait = POLL_MIN_MS; ; wait = Math.min(wait * 2, POLL_MAX_MS)) {
-    if (anyExited()) return 'exited';
-    if (await probe()) return 'ok';
-    if (anyExited()) return 'exited';
-    if (Date.now() >= deadline) return 'timeout';
-    await sleep(wait);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Last-resort cleanup.
-
-const liveChildren = new Set<ChildProcess>();
-const ownedDirs = new Set<string>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const child of liveChildren) child.kill('SIGKILL');
-    for (const dir of ownedDirs) rmSync(dir, { recursive: true, force: true });
-  });
-}
-
-/**
- * Reads lines from stdin until EOF, which comes when this process is gone however it died. A
- * line `pid <dir> <name> <pid>` records a child; `dir <dir>` a directory. Then it kills each
- * recorded pid whose directory still exists (not yet stopped) and is still that program, and
- * removes the directories.
- */
-const REAPER = `
-lines=''
-while IFS= read -r l; do lines="$lines$l
-"; done
-printf %s "$lines" | while read -r kind d name p; do
-  [ "$kind" = pid ] && [ -d "$d" ] || continue
-  if grep -q "$name" "/proc/$p/cmdline" 2>/dev/null; then kill -9 "$p" 2>/dev/null; fi
-done
-printf %s "$lines" | while read -r kind d rest; do
-  [ "$kind" = dir ] && rm -rf "$d"
-done
-`;
-
-let reaper: Socket | undefined;
-
-function toReaper(line: string): void {
-  installExitHook();
-  if (reaper === undefined) {
-    const child = spawn('sh', ['-c', REAPER], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
-    child.on('error', () => {});
-    child.unref();
-    reaper = child.stdin as Socket;
-    reaper.on('error', () => {});
-    reaper.unref();
-  }
-  reaper.write(`${line}\n`);
-}
-
-function trackDir(dir: string): void {
-  ownedDirs.add(dir);
-  toReaper(`dir ${dir}`);
-}
-
-function rmOnReap(dir: string, name: string, pid: number): void {
-  toReaper(`pid ${dir} ${name} ${pid}`);
-}
-
-function untrackDir(dir: string): void {
-  ownedDirs.delete(dir);
+      }
+      return true;
+    },
+    {
+      within: b,
+      what: 'CRDs established',
+      during: 'while the CRDs were installed',
+      alsoWatch: [etcd],
+      pollMaxMs: POLL_MAX_MS,
+    },
+  );
 }
