@@ -1,17 +1,28 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { reservePorts } from './free-ports.ts';
+import {
+  budget,
+  makeTempDir,
+  ProcessError,
+  removeTempDir,
+  type Supervised,
+  startProcess,
+} from './process.ts';
 
 /**
  * A real Prometheus for tests: Debian's package, installed by `tools/prometheus.sh`, started on a
- * free loopback port with its own data directory, scraping the targets it is given.
+ * free loopback port with its own data directory, scraping the targets it is given. Ready when
+ * `/-/ready` answers 200; process.ts stops it (SIGKILL after a grace period) and reaps it if a
+ * test does not.
  */
 
 const SCRIPT = fileURLToPath(new URL('../../../tools/prometheus.sh', import.meta.url));
+const READY_TIMEOUT_MS = 30_000;
+/** The port is reserved before Prometheus binds it; another process can take it in between. */
+const START_ATTEMPTS = 3;
 
 let binaries: string | undefined;
 /** The directory holding `prometheus` and `promtool` (installed on first use). */
@@ -42,7 +53,8 @@ export interface PrometheusServer {
 }
 
 export async function startPrometheus(opts: PrometheusOptions): Promise<PrometheusServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'herald-prometheus-'));
+  const program = join(prometheusDir(), 'prometheus');
+  const dir = await makeTempDir('herald-prometheus-');
   const interval = `${opts.scrapeIntervalMs ?? 1000}ms`;
   const config = {
     global: { scrape_interval: interval, evaluation_interval: interval },
@@ -53,66 +65,62 @@ export async function startPrometheus(opts: PrometheusOptions): Promise<Promethe
       },
     ],
   };
-  // Prometheus reads YAML, a superset of JSON.
-  writeFileSync(join(dir, 'prometheus.yml'), JSON.stringify(config, null, 2));
-  const [port] = await reservePorts(1);
-  const child: ChildProcess = spawn(
-    join(prometheusDir(), 'prometheus'),
-    [
-      `--config.file=${join(dir, 'prometheus.yml')}`,
-      `--storage.tsdb.path=${join(dir, 'data')}`,
-      `--web.listen-address=127.0.0.1:${port}`,
-      '--log.level=warn',
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let log = '';
-  child.stderr?.on('data', (c: Buffer) => {
-    log = (log + c.toString()).slice(-4000);
-  });
-  const exited = once(child, 'exit');
-  const url = `http://127.0.0.1:${port}`;
+  let proc: Supervised | undefined;
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      await exited;
-    }
-    rmSync(dir, { recursive: true, force: true });
+    await proc?.stop();
+    await removeTempDir(dir);
   };
-  const deadline = Date.now() + 30_000;
-  for (let wait = 20; ; wait = Math.min(wait * 2, 250)) {
-    if (child.exitCode !== null) {
-      await stop();
-      throw new Error(`prometheus exited (${child.exitCode}):\n${log}`);
-    }
-    const ready = await fetch(`${url}/-/ready`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ready) break;
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`prometheus was not ready within 30 s:\n${log}`);
-    }
-    await new Promise((r) => setTimeout(r, wait));
-  }
-  return {
-    url,
-    async query(expr) {
-      const res = await fetch(`${url}/api/v1/query`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ query: expr }),
+  try {
+    // Prometheus reads YAML, a superset of JSON.
+    await writeFile(join(dir, 'prometheus.yml'), JSON.stringify(config, null, 2));
+    const b = budget(READY_TIMEOUT_MS);
+    for (let attempt = 1; ; attempt++) {
+      const [port] = await reservePorts(1);
+      const url = `http://127.0.0.1:${port}`;
+      proc = startProcess({
+        name: 'prometheus',
+        program,
+        args: [
+          `--config.file=${join(dir, 'prometheus.yml')}`,
+          `--storage.tsdb.path=${join(dir, 'data')}`,
+          `--web.listen-address=127.0.0.1:${port}`,
+          '--log.level=warn',
+        ],
+        fix: 'run `bash tools/prometheus.sh` (it installs the pinned Debian package)',
       });
-      const body = (await res.json()) as {
-        status: string;
-        error?: string;
-        data?: { resultType: string; result: unknown };
-      };
-      if (body.status !== 'success') throw new Error(`${expr}: ${body.error ?? res.status}`);
-      const result = body.data?.result;
-      return Array.isArray(result) ? result : [];
-    },
-    stop,
+      try {
+        await proc.waitUntil(
+          async () => {
+            const res = await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(2_000) });
+            return res.ok || `${res.status} ${(await res.text()).trim()}`;
+          },
+          { within: b, what: `GET ${url}/-/ready` },
+        );
+      } catch (err) {
+        const portTaken = err instanceof ProcessError && err.exit !== undefined && err.addressInUse;
+        if (portTaken && attempt < START_ATTEMPTS) continue;
+        throw err;
+      }
+      return { url, query: (expr) => query(url, expr), stop };
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+async function query(url: string, expr: string) {
+  const res = await fetch(`${url}/api/v1/query`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ query: expr }),
+  });
+  const body = (await res.json()) as {
+    status: string;
+    error?: string;
+    data?: { resultType: string; result: unknown };
   };
+  if (body.status !== 'success') throw new Error(`${expr}: ${body.error ?? res.status}`);
+  const result = body.data?.result;
+  return Array.isArray(result) ? result : [];
 }
