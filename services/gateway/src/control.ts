@@ -4,6 +4,8 @@
  * lets publish there can send them (docs/security.md shows the permissions).
  */
 
+import type { Logger } from './log.ts';
+
 export const SHED_SUBJECT = 'herald.ctl.shed';
 
 /** Close `fraction` of the matching gateways' streams, spread over `windowMs`. */
@@ -48,4 +50,40 @@ export function parseControl(subject: string, data: Uint8Array): ParsedControl {
   if (version !== undefined && (typeof version !== 'string' || !VERSION.test(version)))
     return fail('shed: version must be a release version string');
   return { ok: true, command: { kind: 'shed', fraction, windowMs, version } };
+}
+
+/** Where fleet commands come from: the broker's NATS connection (the embedded broker has none). */
+export interface ControlSource {
+  onControl?(handler: (subject: string, data: Uint8Array) => void): () => void;
+}
+
+/** What fleet commands act on: this gateway's streams (the hub). */
+export interface ControlTarget {
+  /** Closes `fraction` of the open streams over `windowMs`; returns how many it closes. */
+  shed(fraction: number, windowMs: number): number;
+  /** Open streams, for the log line. */
+  readonly size: number;
+}
+
+/**
+ * Applies the fleet commands `source` delivers to `target`, a gateway of `releaseVersion`: a
+ * malformed one is logged and ignored, one naming another version is not this gateway's.
+ * Returns the unsubscribe.
+ */
+export function followControl(
+  source: ControlSource,
+  target: ControlTarget,
+  releaseVersion: string,
+  log: Logger,
+): () => void {
+  return (
+    source.onControl?.((subject, data) => {
+      const parsed = parseControl(subject, data);
+      if (!parsed.ok) return log('warn', 'control command ignored', { subject, error: parsed.error });
+      const { fraction, windowMs, version } = parsed.command;
+      if (version !== undefined && version !== releaseVersion) return;
+      const closing = target.shed(fraction, windowMs);
+      log('info', 'shedding streams', { fraction, windowMs, closing, of: target.size });
+    }) ?? (() => {})
+  );
 }

@@ -14,6 +14,7 @@ import {
 import type { Clock } from './clock.ts';
 import { type Config, ConfigError } from './config.ts';
 import { type CorsDecision, type CorsRequest, corsPolicy } from './cors/index.ts';
+import { fromFile } from './setting-file.ts';
 
 /**
  * Who may come in, built once from the config at start: authentication, CORS and admission
@@ -112,30 +113,6 @@ const list = (value: string): string[] =>
     .map((v) => v.trim())
     .filter((v) => v !== '');
 const optional = (value: string): string | undefined => (value === '' ? undefined : value);
-
-/**
- * Reads and parses the file a setting names; a missing file or a parse error (which names the
- * line or key position, never a secret) is a ConfigError naming the setting.
- */
-function fromFile<T>(
-  variable: string,
-  path: string,
-  readFile: (path: string) => string,
-  parse: (text: string) => T,
-): T | undefined {
-  if (path === '') return undefined;
-  let text: string;
-  try {
-    text = readFile(path);
-  } catch (err) {
-    throw new ConfigError(variable, `cannot read ${path}: ${(err as Error).message}`);
-  }
-  try {
-    return parse(text);
-  } catch (err) {
-    throw new ConfigError(variable, (err as Error).message);
-  }
-}
 
 const secretLines = (text: string) =>
   text

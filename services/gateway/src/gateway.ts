@@ -5,11 +5,10 @@ import { HeraldError } from '@herald/protocol';
 import { type Tracer, trace } from '@opentelemetry/api';
 import type { JwksFetch } from './auth/index.ts';
 import type { Broker } from './broker/broker.ts';
-import { JetStreamBroker } from './broker/jetstream-broker.ts';
-import { MemoryBroker } from './broker/memory-broker.ts';
+import { createBroker } from './broker/create-broker.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
-import { parseControl } from './control.ts';
+import { followControl } from './control.ts';
 import { createEdge, type Edge } from './edge.ts';
 import { createFront } from './http/front.ts';
 import { sendProblem, writeProblem } from './http/problem.ts';
@@ -60,35 +59,6 @@ export interface Gateway {
   dropConnections(): void;
 }
 
-function createBroker(config: Config, clock: Clock, log: Logger): Broker {
-  const retention = {
-    maxEvents: config.historyMaxEvents,
-    maxAgeMs: config.historyMaxAgeMs,
-    dedupeWindowMs: config.dedupeWindowMs,
-  };
-  if (config.broker === 'memory') return new MemoryBroker({ clock, ...retention });
-  const file = (path: string) => (path === '' ? undefined : path);
-  return new JetStreamBroker({
-    clock,
-    log,
-    servers: config.natsUrl.split(','),
-    credsFile: file(config.natsCredsFile),
-    tokenFile: file(config.natsTokenFile),
-    user: file(config.natsUser),
-    passwordFile: file(config.natsPasswordFile),
-    tlsCaFile: file(config.natsTlsCaFile),
-    tlsCertFile: file(config.natsTlsCertFile),
-    tlsKeyFile: file(config.natsTlsKeyFile),
-    stream: {
-      name: config.streamName,
-      manage: config.streamManage,
-      replicas: config.streamReplicas,
-      maxBytes: config.streamMaxBytes,
-      ...retention,
-    },
-  });
-}
-
 const demoHtml = () => readFileSync(new URL('./demo/index.html', import.meta.url));
 
 export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
@@ -96,14 +66,15 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   const log = deps.log ?? (() => {});
   const onError = (err: unknown, context: string) => log('error', context, errorFields(err));
   const random = deps.random ?? Math.random;
+  const readFile = deps.readFile ?? ((path: string) => readFileSync(path, 'utf8'));
   // Before anything starts: a bad key file or origin stops the process with its variable named.
   const edge = createEdge(config, {
     clock,
     random,
-    readFile: deps.readFile ?? ((path) => readFileSync(path, 'utf8')),
+    readFile,
     ...(deps.fetch === undefined ? {} : { fetch: deps.fetch }),
   });
-  const broker = deps.broker ?? createBroker(config, clock, log);
+  const broker = deps.broker ?? createBroker(config, { clock, log, readFile });
   const metrics = config.metrics
     ? createMetrics({ hub: () => hub, edge, broker, clock, releaseVersion: config.releaseVersion })
     : undefined;
@@ -196,14 +167,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   // starts listening; it never listens itself here, so it is told when the front does.
   server.on('listening', () => http.emit('listening'));
 
-  broker.onControl?.((subject, data) => {
-    const parsed = parseControl(subject, data);
-    if (!parsed.ok) return log('warn', 'control command ignored', { subject, error: parsed.error });
-    const { fraction, windowMs, version } = parsed.command;
-    if (version !== undefined && version !== config.releaseVersion) return;
-    const closing = hub.shed(fraction, windowMs);
-    log('info', 'shedding streams', { fraction, windowMs, closing, of: hub.size });
-  });
+  followControl(broker, hub, config.releaseVersion, log);
 
   let shuttingDown: Promise<void> | undefined;
   return {

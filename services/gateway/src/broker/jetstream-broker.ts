@@ -14,6 +14,8 @@ import {
   type ConsumerMessages,
   DeliverPolicy,
   DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
   jetstream,
@@ -87,6 +89,11 @@ const encoder = new TextEncoder();
  * restarted; the client library alone would wait for that node to come back.
  */
 const LIVE_HEARTBEAT_MS = 1_000;
+
+/** JetStream says the stream does not exist (by its API error code, not its message). */
+function isStreamNotFound(err: unknown): boolean {
+  return err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound;
+}
 
 /** The stream was deleted and recreated while a publish was in flight: its cursors are unknown. */
 export class StreamReplacedError extends Error {
@@ -408,7 +415,10 @@ export class JetStreamBroker implements Broker {
         if (manage) {
           info = await jsm.streams.info(name).then(
             () => jsm.streams.update(name, wanted),
-            () => jsm.streams.add(wanted),
+            (err: unknown) => {
+              if (isStreamNotFound(err)) return jsm.streams.add(wanted);
+              throw err;
+            },
           );
         } else {
           info = await jsm.streams.info(name);
@@ -557,7 +567,7 @@ export class JetStreamBroker implements Broker {
       if (this.#closed) return;
       if (this.#streamOk) this.#opts.log('error', 'stream unavailable', { error: String(err) });
       this.#streamOk = false;
-      if (this.#opts.stream.manage && String(err).includes('not found')) await this.#ensureStream();
+      if (this.#opts.stream.manage && isStreamNotFound(err)) await this.#ensureStream();
     }
   }
 

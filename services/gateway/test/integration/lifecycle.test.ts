@@ -99,7 +99,7 @@ describe('shutdown', () => {
     assert.ok(gw.lines.some((l) => l.includes('"msg":"stopped"')));
   });
 
-  it('config - an invalid or unknown HERALD_* variable, an unreadable key file, or auth on without keys stops the process with exit 2 naming the variable', async () => {
+  it('config - an invalid or unknown HERALD_* variable, an unreadable key, NATS credential or TLS file, or auth on without keys stops the process with exit 2 naming the variable', async () => {
     const cases: Array<[Record<string, string>, RegExp]> = [
       [{ HERALD_PORT: 'eighty' }, /HERALD_PORT: expected a whole number, got "eighty"/],
       [{ HERALD_PORT: '70000' }, /HERALD_PORT: must be between 0 and 65535/],
@@ -113,6 +113,20 @@ describe('shutdown', () => {
       ],
       [{ HERALD_AUTH: 'none', HERALD_CORS_ORIGINS: 'https://a.example/path' }, /HERALD_CORS_ORIGINS: /],
       [{ HERALD_AUTH: 'none', HERALD_JWT_ALGORITHMS: 'none' }, /HERALD_JWT_ALGORITHMS: /],
+      // NATS files too, at start: not every connection attempt failing for ever.
+      ...(
+        [
+          'HERALD_NATS_CREDS_FILE',
+          'HERALD_NATS_TOKEN_FILE',
+          'HERALD_NATS_PASSWORD_FILE',
+          'HERALD_NATS_TLS_CA_FILE',
+          'HERALD_NATS_TLS_CERT_FILE',
+          'HERALD_NATS_TLS_KEY_FILE',
+        ] as const
+      ).map((variable): [Record<string, string>, RegExp] => [
+        { HERALD_AUTH: 'none', HERALD_BROKER: 'jetstream', [variable]: '/nonexistent/nats-file' },
+        new RegExp(`${variable}: cannot read /nonexistent/nats-file`),
+      ]),
     ];
     for (const [env, message] of cases) {
       const { code, stderr } = await runGatewayToExit(env);
