@@ -11,7 +11,7 @@ export PATH := $(NODE_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 NODE := node --conditions=herald-source
 GATEWAY := services/gateway/src/main.ts
 
-UNIT := 'packages/protocol/test/**/*.test.ts' 'services/*/test/unit/**/*.test.ts'
+UNIT := 'packages/protocol/test/**/*.test.ts' 'packages/testkit/test/process.test.ts' 'services/*/test/unit/**/*.test.ts'
 INTEGRATION := 'services/*/test/integration/**/*.test.ts'
 JETSTREAM := 'packages/testkit/test/nats.test.ts' 'services/*/test/jetstream/**/*.test.ts'
 KUBE := 'packages/testkit/test/kube.test.ts'

@@ -29,6 +29,7 @@ export {
   kubeCrdDir,
   startControlPlane,
 } from './kube.ts';
+export { LineLog } from './log-lines.ts';
 export {
   type NatsCluster,
   type NatsClusterOptions,
@@ -39,6 +40,21 @@ export {
   startNatsCluster,
 } from './nats.ts';
 export { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from './otlp-receiver.ts';
+export {
+  type Budget,
+  budget,
+  type Check,
+  describeExit,
+  type Exit,
+  makeTempDir,
+  ProcessError,
+  type ProcessSpec,
+  removeTempDir,
+  Supervised,
+  startProcess,
+  type WaitOptions,
+  waitWhileRunning,
+} from './process.ts';
 export {
   type PrometheusOptions,
   type PrometheusServer,
