@@ -160,7 +160,9 @@ export class Supervised {
     child.once('close', () =>
       closed.resolve(this.#exit ?? { code: child.exitCode, signal: child.signalCode }),
     );
-    child.once('error', (error) => {
+    // \`on\`, not \`once\`: a failed kill() is reported here too, and a second 'error' with no
+    // listener would throw.
+    child.on('error', (error) => {
       if (child.pid === undefined) this.#exit = { code: null, signal: null, error };
     });
     child.once('exit', (code, signal) => {
