@@ -257,6 +257,11 @@ export const settings = {
   ),
   HERALD_JWT_ISSUER: str('jwtIssuer', '', /^\S*$/, 'Required `iss` claim; empty: not checked.'),
   HERALD_JWT_AUDIENCE: str('jwtAudience', '', /^\S*$/, 'Required `aud` claim; empty: not checked.'),
+  HERALD_JWT_REQUIRE_EXP: bool(
+    'jwtRequireExp',
+    true,
+    'Refuse tokens without an `exp` claim (401 `HERALD_TOKEN_INVALID`): a stream lives as long as its token, so a token without one would hold a stream for ever. `0` accepts them.',
+  ),
   HERALD_JWT_LEEWAY_MS: int(
     'jwtLeewayMs',
     5 * SECOND,

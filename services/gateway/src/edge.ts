@@ -102,6 +102,7 @@ const AUTH_VARIABLES: Record<string, string> = {
   issuer: 'HERALD_JWT_ISSUER',
   audience: 'HERALD_JWT_AUDIENCE',
   leewayMs: 'HERALD_JWT_LEEWAY_MS',
+  requireExp: 'HERALD_JWT_REQUIRE_EXP',
   cookieName: 'HERALD_AUTH_COOKIE',
   queryToken: 'HERALD_AUTH_QUERY_TOKEN',
   apiKeys: 'HERALD_API_KEYS_FILE',
@@ -135,6 +136,7 @@ export function authOptionsOf(config: Config, readFile: (path: string) => string
     issuer: optional(config.jwtIssuer),
     audience: optional(config.jwtAudience),
     leewayMs: config.jwtLeewayMs,
+    requireExp: config.jwtRequireExp,
     cookieName: optional(config.authCookie),
     queryToken: config.authQueryToken,
   };

@@ -39,6 +39,11 @@ function fromJose(err: unknown): HeraldError {
       case 'aud':
         return invalid(missing ? 'The token has no audience (aud)' : 'The audience (aud) does not match');
       case 'exp':
+        return invalid(
+          missing
+            ? 'The token has no expiry (exp); this gateway requires one (HERALD_JWT_REQUIRE_EXP)'
+            : 'Claim exp must be a number',
+        );
       case 'iat':
         return invalid(`Claim ${err.claim} must be a number`);
       default:
@@ -170,6 +175,8 @@ export class Authenticator {
           audience: this.#options.audience,
           clockTolerance: this.#options.leewayMs / 1000,
           currentDate: new Date(now),
+          // RFC 8725, 3.10 asks to bound a token's lifetime; here it also bounds its stream's.
+          ...(this.#options.requireExp ? { requiredClaims: ['exp'] } : {}),
         });
         return this.#principalOf(payload, now);
       } catch (err) {

@@ -48,6 +48,11 @@ export interface AuthOptions {
   readonly audience: string | undefined;
   /** Clock skew tolerated on `exp`, `nbf` and `iat`, in ms. Default 5000. */
   readonly leewayMs: number;
+  /**
+   * Whether a JWT must carry `exp`; one without it is refused with `HERALD_TOKEN_INVALID`. A stream
+   * lives as long as its token, so a token that never expires would hold one for ever. Default true.
+   */
+  readonly requireExp: boolean;
   /** The cookie carrying a JWT (set it HttpOnly). Default unset: cookies are not read. */
   readonly cookieName: string | undefined;
   /** Whether an `access_token` query parameter is accepted. Default false. */
@@ -67,6 +72,7 @@ export const AUTH_DEFAULTS = Object.freeze({
   jwksTimeoutMs: 5_000,
   jwksCooldownMs: 30_000,
   leewayMs: 5_000,
+  requireExp: true,
   queryToken: false,
 });
 
@@ -194,6 +200,7 @@ export function authOptions(settings: AuthSettings): AuthOptions {
     issuer: nonEmpty('issuer', settings.issuer),
     audience: nonEmpty('audience', settings.audience),
     leewayMs: ms('leewayMs', settings.leewayMs ?? AUTH_DEFAULTS.leewayMs, 0, 300_000),
+    requireExp: settings.requireExp ?? AUTH_DEFAULTS.requireExp,
     cookieName,
     queryToken: settings.queryToken ?? AUTH_DEFAULTS.queryToken,
     apiKeys,

@@ -126,6 +126,34 @@ describe('edge auth - streams and publishes with HERALD_AUTH=jwt and an HMAC sec
     assert.equal(gw.gateway.edge.admission.open, 0, 'a refusal takes no admission slot');
   });
 
+  it('auth - a token without exp is refused 401 HERALD_TOKEN_INVALID for streams and publishes, unless jwtRequireExp is off', async (t) => {
+    const gw = await startAuthGateway(t);
+    // Signed with the gateway's secret and otherwise valid: only the expiry is missing.
+    const forever = await mintToken({
+      sub: 'alice',
+      issuedAt: gw.clock.now(),
+      subscribe: ['x.>'],
+      publish: ['x.>'],
+    });
+    const problem = await assertRefused(
+      await gw.stream({ topic: 'x.a' }, { headers: bearer(forever) }),
+      401,
+      'HERALD_TOKEN_INVALID',
+    );
+    assert.match(problem.detail, /no expiry \(exp\)/);
+    const refused = await gw.publish({ topic: 'x.a', data: 'never stored' }, bearer(forever));
+    assert.equal(refused.status, 401);
+    assert.equal(refused.headers.get('content-type'), 'application/problem+json');
+    assert.equal(refused.body.code, 'HERALD_TOKEN_INVALID');
+    assert.equal(gw.gateway.broker.state().last, 0, 'nothing was stored');
+
+    const lax = await startAuthGateway(t, { jwtRequireExp: false });
+    const c = await lax.stream({ topic: 'x.a' }, { headers: bearer(forever) });
+    assert.equal(c.status, 200);
+    assert.equal((await lax.publish({ topic: 'x.a', data: 'stored' }, bearer(forever))).status, 200);
+    await c.waitFor((s) => s.events.some((e) => e.data === 'stored'), 'the event');
+  });
+
   it('auth - a topic or wildcard pattern the grants do not cover is refused 403 HERALD_FORBIDDEN naming it', async (t) => {
     const gw = await startAuthGateway(t);
     const headers = bearer(await gw.token({ sub: 'bob', subscribe: ['chat.room1', 'alerts.*'] }));

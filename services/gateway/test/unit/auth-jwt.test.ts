@@ -332,8 +332,18 @@ describe('auth - grants from the herald claim', () => {
       await refused(auth, await sign(secret, 'HS256', { herald } as JWTPayload), 'HERALD_TOKEN_INVALID', why);
   });
 
-  it('a token without exp has no expiresAt', async () => {
+  it('a token without exp is refused by default (its stream would never end), a non-numeric exp always', async () => {
     const { auth } = setup({ hmacSecrets: [secret] });
+    const token = await new SignJWT({ sub: 's' }).setProtectedHeader({ alg: 'HS256' }).sign(secret);
+    await refused(auth, token, 'HERALD_TOKEN_INVALID', /no expiry \(exp\).*HERALD_JWT_REQUIRE_EXP/);
+    const odd = await new SignJWT({ sub: 's', exp: 'soon' } as unknown as JWTPayload)
+      .setProtectedHeader({ alg: 'HS256' })
+      .sign(secret);
+    await refused(auth, odd, 'HERALD_TOKEN_INVALID', /exp must be a number/);
+  });
+
+  it('with requireExp off, a token without exp is accepted and has no expiresAt', async () => {
+    const { auth } = setup({ hmacSecrets: [secret], requireExp: false });
     const token = await new SignJWT({ sub: 's' }).setProtectedHeader({ alg: 'HS256' }).sign(secret);
     assert.equal((await auth.authenticate(jwt(token))).expiresAt, undefined);
   });
