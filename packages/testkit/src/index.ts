@@ -46,10 +46,9 @@ export {
   type Check,
   describeExit,
   type Exit,
-  makeTempDir,
+  type LineWaitOptions,
   ProcessError,
   type ProcessSpec,
-  removeTempDir,
   Supervised,
   startProcess,
   type WaitOptions,
@@ -68,6 +67,7 @@ export {
   rawExchange,
   rawRequestBytes,
 } from './raw-http.ts';
+export { makeTempDir, removeTempDir } from './reaper.ts';
 export { type Refusal, refusalOf } from './refusal.ts';
 export { seededRandom } from './seeded-random.ts';
 export { connectSse, type SseClient, type SseOptions } from './sse-client.ts';

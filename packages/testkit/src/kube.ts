@@ -10,13 +10,12 @@ import { LineLog } from './log-lines.ts';
 import {
   type Budget,
   budget,
-  makeTempDir,
   ProcessError,
-  removeTempDir,
   STOP_GRACE_MS,
   type Supervised,
   startProcess,
 } from './process.ts';
+import { makeTempDir, removeTempDir } from './reaper.ts';
 
 /**
  * A real Kubernetes control plane for tests, the way controller-runtime's envtest does it: the

@@ -10,13 +10,12 @@ import { LineLog } from './log-lines.ts';
 import {
   type Budget,
   budget,
-  makeTempDir,
   ProcessError,
-  removeTempDir,
   type Supervised,
   startProcess,
   waitWhileRunning,
 } from './process.ts';
+import { makeTempDir, removeTempDir } from './reaper.ts';
 
 /**
  * Real nats-server processes for tests (never a mock): the pinned binary from

@@ -1,11 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
 import type { Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LineLog, readLines } from './log-lines.ts';
+import { forget, track } from './reaper.ts';
 
 /**
  * The one supervisor for the real programs the harnesses run (nats-server, etcd, kube-apiserver,
@@ -16,11 +14,8 @@ import { LineLog, readLines } from './log-lines.ts';
  * Readiness waits end early when the process exits; their errors name the program, how it ended
  * and the tail of its log, so a failed start explains itself without rerunning anything.
  *
- * Nothing is left behind: a child that is never stopped is SIGKILLed from an `exit` hook, and a
- * detached `sh` watcher, which learns of every child and temporary directory through a pipe,
- * kills the remaining ones and removes the directories when that pipe closes, which happens
- * however this process dies (SIGKILL, a signal it does not handle). The watcher recognises a
- * child by pid and start time, so a pid the system has since given to another process is spared.
+ * Nothing is left behind: every child is known to reaper.ts from its start to its exit, and one
+ * still running when the test process ends is killed, however that process ends.
  */
 
 /** How long `stop()` waits after SIGTERM before SIGKILL. */
@@ -117,6 +112,14 @@ export interface WaitOptions {
   readonly pollMaxMs?: number;
 }
 
+export interface LineWaitOptions {
+  readonly within: number | Budget;
+  /** Replaces "no line matching /…/ in its output" in the timeout's message. */
+  readonly what?: string;
+  /** As in `WaitOptions`. */
+  readonly during?: string;
+}
+
 /** Starts `spec.program`. A failure to start shows in `exit`, `exited` and every wait, not as a throw. */
 export function startProcess(spec: ProcessSpec): Supervised {
   return new Supervised(spec);
@@ -160,7 +163,7 @@ export class Supervised {
     child.once('close', () =>
       closed.resolve(this.#exit ?? { code: child.exitCode, signal: child.signalCode }),
     );
-    // \`on\`, not \`once\`: a failed kill() is reported here too, and a second 'error' with no
+    // `on`, not `once`: a failed kill() is reported here too, and a second 'error' with no
     // listener would throw.
     child.on('error', (error) => {
       if (child.pid === undefined) this.#exit = { code: null, signal: null, error };
@@ -198,10 +201,7 @@ export class Supervised {
   }
 
   /** Resolves with the first line of this run that matches `pattern`; rejects if it exits or time runs out first. */
-  async waitForLine(
-    pattern: RegExp,
-    opts: Omit<WaitOptions, 'what' | 'pollMaxMs' | 'alsoWatch'> & { readonly what?: string },
-  ): Promise<RegExpExecArray> {
+  async waitForLine(pattern: RegExp, opts: LineWaitOptions): Promise<RegExpExecArray> {
     const b = toBudget(opts.within);
     const seen = () => {
       for (const line of this.output.lines) {
@@ -388,112 +388,4 @@ async function poll(
 
 function toBudget(within: number | Budget): Budget {
   return typeof within === 'number' ? budget(within) : within;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Temporary directories, removed at exit like the processes.
-
-/** A new directory under the system's temporary directory, removed at exit unless `removeTempDir` came first. */
-export async function makeTempDir(prefix: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
-  ownedDirs.add(dir);
-  installExitHook();
-  tellWatcher(`dir ${dir}`);
-  return dir;
-}
-
-export async function removeTempDir(dir: string): Promise<void> {
-  await rm(dir, { recursive: true, force: true });
-  if (ownedDirs.delete(dir)) tellWatcher(`removed ${dir}`);
-}
-
-// ---------------------------------------------------------------------------------------------
-// The reaper.
-
-const liveChildren = new Set<ChildProcess>();
-const ownedDirs = new Set<string>();
-/** Start times (from /proc) of the children the watcher knows, by pid. */
-const startTimes = new Map<number, string>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const child of liveChildren) child.kill('SIGKILL');
-    for (const dir of ownedDirs) rmSync(dir, { recursive: true, force: true });
-  });
-}
-
-function track(child: ChildProcess): void {
-  liveChildren.add(child);
-  installExitHook();
-  const pid = child.pid!;
-  const started = startTime(pid);
-  if (started === undefined) return;
-  startTimes.set(pid, started);
-  tellWatcher(`started ${pid} ${started}`);
-}
-
-function forget(child: ChildProcess): void {
-  liveChildren.delete(child);
-  const pid = child.pid!;
-  const started = startTimes.get(pid);
-  if (started === undefined) return;
-  startTimes.delete(pid);
-  tellWatcher(`exited ${pid} ${started}`);
-}
-
-/**
- * Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot. With the
- * pid it names one process for good. Readable at once: until this process reaps the child (which
- * takes a turn of the event loop), its entry stays, even if it has already exited.
- */
-function startTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) is in parentheses and may itself hold spaces or parentheses.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Reads lines until EOF, which comes when this process is gone however it died: `started <pid>
- * <start time>` and `exited <pid> <start time>`, `dir <path>` and `removed <path>`. Then kills
- * each started child that has not exited and is still the same process, and removes each
- * directory not removed.
- */
-const WATCHER = `
-all=''
-while IFS= read -r l; do all="$all$l
-"; done
-printf %s "$all" | while read -r kind pid start; do
-  [ "$kind" = started ] || continue
-  printf %s "$all" | grep -qxF "exited $pid $start" && continue
-  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-  set -- \${stat##*") "}
-  [ "\${20}" = "$start" ] && kill -9 "$pid" 2>/dev/null
-done
-printf %s "$all" | while IFS= read -r l; do
-  case $l in
-  "dir "*) d=\${l#dir }; printf %s "$all" | grep -qxF "removed $d" || rm -rf "$d" ;;
-  esac
-done
-`;
-
-let watcher: Socket | undefined;
-
-function tellWatcher(line: string): void {
-  if (watcher === undefined) {
-    // Detached: a Ctrl-C to the terminal's process group must not end it before it has cleaned up.
-    const sh = spawn('sh', ['-c', WATCHER], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
-    sh.on('error', () => {});
-    sh.unref();
-    watcher = sh.stdin as Socket;
-    watcher.on('error', () => {});
-    watcher.unref();
-  }
-  watcher.write(`${line}\n`);
 }

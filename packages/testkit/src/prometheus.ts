@@ -3,14 +3,8 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { reservePorts } from './free-ports.ts';
-import {
-  budget,
-  makeTempDir,
-  ProcessError,
-  removeTempDir,
-  type Supervised,
-  startProcess,
-} from './process.ts';
+import { budget, ProcessError, type Supervised, startProcess } from './process.ts';
+import { makeTempDir, removeTempDir } from './reaper.ts';
 
 /**
  * A real Prometheus for tests: Debian's package, installed by `tools/prometheus.sh`, started on a
