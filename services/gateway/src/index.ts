@@ -13,7 +13,8 @@ export type {
   StoredEvent,
   StreamState,
 } from './broker/broker.ts';
-export { EVENT_HEADER, JetStreamBroker, type JetStreamBrokerOptions } from './broker/jetstream-broker.ts';
+export { JetStreamBroker, type JetStreamBrokerOptions } from './broker/jetstream-broker.ts';
+export { EVENT_HEADER } from './broker/jetstream-stream.ts';
 export { MemoryBroker, type MemoryBrokerOptions } from './broker/memory-broker.ts';
 export { type Clock, systemClock } from './clock.ts';
 export { type Config, ConfigError, defaultConfig, parseConfig, settings, settingsTable } from './config.ts';

@@ -3,7 +3,7 @@
  * no stability promise. Embedders use `./index.ts`.
  */
 
-export { epochOf, streamProblems } from './broker/jetstream-broker.ts';
+export { epochOf, streamProblems } from './broker/jetstream-stream.ts';
 export { authOptionsOf, createEdge, type Edge, type EdgeDeps } from './edge.ts';
 export { type CloseReason, Connection, type Sink } from './hub/connection.ts';
 export { FrameArena } from './hub/frame-arena.ts';
