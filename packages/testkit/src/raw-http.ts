@@ -22,6 +22,8 @@ export interface RawResponse {
   readonly closed: boolean;
   /** Neither a complete response nor a close arrived within the time limit. */
   readonly timedOut: boolean;
+  /** The code of the socket error that ended the exchange (`ECONNRESET`, `EPIPE`, …), if one did. */
+  readonly error: string | undefined;
 }
 
 export interface RawOptions {
@@ -34,6 +36,11 @@ export interface RawOptions {
   readonly until?: (partial: RawResponse) => boolean;
   /** The response has no body whatever its headers say (it answers HEAD). */
   readonly noBody?: boolean;
+  /**
+   * Reads nothing until every byte has been handed to the kernel, as a client that sends its
+   * whole body before it looks at the answer (curl, most HTTP libraries). Default false.
+   */
+  readonly readAfterSent?: boolean;
 }
 
 /** A request as parts; the name and value bytes are sent exactly as given (latin1). */
@@ -155,9 +162,19 @@ export function rawExchange(
     const socket = connect({ host: hostname, port: Number(port), noDelay: true });
     let raw = Buffer.alloc(0);
     let settled = false;
+    let error: string | undefined;
     const result = (closed: boolean, timedOut: boolean): RawResponse => {
       const p = parse(raw, opts.noBody);
-      return { status: p.status, head: p.head, headers: p.headers, body: p.body, raw, closed, timedOut };
+      return {
+        status: p.status,
+        head: p.head,
+        headers: p.headers,
+        body: p.body,
+        raw,
+        closed,
+        timedOut,
+        error,
+      };
     };
     const finish = (closed: boolean, timedOut: boolean) => {
       if (settled) return;
@@ -173,10 +190,21 @@ export function rawExchange(
       if (p.complete || (p.status !== undefined && until(result(false, false)))) finish(false, false);
     });
     // A reset after the answer (the server closing on unread bytes) still ends the exchange.
-    socket.on('error', () => finish(true, false));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      error ??= err.code ?? err.message;
+      finish(true, false);
+    });
     socket.on('close', () => finish(true, false));
+    if (opts.readAfterSent) socket.pause();
     socket.once('connect', () => {
       for (const part of parts) if (!socket.destroyed) socket.write(part);
+      // The callback of the last write runs once everything is in the kernel's send buffer.
+      if (opts.readAfterSent && !socket.destroyed)
+        socket.write(Buffer.alloc(0), (err?: NodeJS.ErrnoException | null) => {
+          // A failed send (the server reset the connection) is what such a client sees first.
+          if (err) error ??= err.code ?? err.message;
+          socket.resume();
+        });
     });
   });
 }
