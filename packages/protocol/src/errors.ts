@@ -5,6 +5,10 @@
 export const ErrorCodes = {
   HERALD_NOT_FOUND: { status: 404, title: 'No such endpoint' },
   HERALD_METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed on this endpoint' },
+  HERALD_REQUEST_MALFORMED: { status: 400, title: 'The request is not well-formed HTTP/1.1' },
+  HERALD_HEADERS_TOO_LARGE: { status: 431, title: 'The request head exceeds the size limit' },
+  HERALD_REQUEST_TIMEOUT: { status: 408, title: 'The request did not arrive whole in time' },
+  HERALD_EXPECTATION_FAILED: { status: 417, title: 'Only "Expect: 100-continue" is supported' },
   HERALD_TOPIC_MISSING: { status: 400, title: 'At least one topic is required' },
   HERALD_TOPIC_INVALID: { status: 400, title: 'Topic does not match the topic grammar' },
   HERALD_TOPIC_WILDCARD: {

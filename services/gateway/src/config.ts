@@ -352,7 +352,14 @@ export const settings = {
     10 * SECOND,
     SECOND,
     MINUTE,
-    'A request whose headers have not all arrived within this is closed (ms).',
+    'A request whose head has not all arrived within this is answered 408 and closed (ms); a connection that sends nothing in this time is closed.',
+  ),
+  HERALD_REQUEST_TIMEOUT_MS: int(
+    'requestTimeoutMs',
+    30 * SECOND,
+    SECOND,
+    10 * MINUTE,
+    'A request whose body has not all arrived within this of its start is answered 408 and closed (ms); at least HERALD_HEADERS_TIMEOUT_MS. Streams are not cut by it (their request ends with its head).',
   ),
   HERALD_MAX_HEADER_BYTES: int(
     'maxHeaderBytes',
@@ -422,6 +429,17 @@ function parseOne(name: string, s: Setting, raw: string): unknown {
   }
 }
 
+/** Bounds between settings, checked after each is parsed on its own. */
+function checkTogether(config: Config): Config {
+  // node:http refuses a head deadline longer than the whole request's.
+  if (config.requestTimeoutMs < config.headersTimeoutMs)
+    throw new ConfigError(
+      'HERALD_REQUEST_TIMEOUT_MS',
+      `must be at least HERALD_HEADERS_TIMEOUT_MS (${config.headersTimeoutMs}), got ${config.requestTimeoutMs}`,
+    );
+  return config;
+}
+
 /**
  * Parses the environment. Unknown `HERALD_*` variables are errors too, because a misspelt
  * setting silently falling back to its default is worse than not starting.
@@ -437,12 +455,12 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     const raw = env[name];
     out[s.key] = raw === undefined || raw === '' ? s.default : parseOne(name, s, raw);
   }
-  return Object.freeze(out) as Config;
+  return checkTogether(Object.freeze(out) as Config);
 }
 
 /** Defaults for every setting, with overrides: for tests and embedding. */
 export function defaultConfig(overrides: Partial<Config> = {}): Config {
-  return Object.freeze({ ...parseConfig({}), ...overrides });
+  return checkTogether(Object.freeze({ ...parseConfig({}), ...overrides }));
 }
 
 /** The README table of settings, in Markdown. */

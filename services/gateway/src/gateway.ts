@@ -9,10 +9,10 @@ import { createBroker } from './broker/create-broker.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
 import { followControl } from './control.ts';
-import { createEdge, type Edge } from './edge.ts';
+import { countRejection, createEdge, type Edge } from './edge.ts';
 import { createFront } from './http/front.ts';
 import { sendProblem, writeProblem } from './http/problem.ts';
-import { createHandler } from './http/server.ts';
+import { serveHttp } from './http/server.ts';
 import { splitTarget, takeStream } from './http/stream.ts';
 import { Hub } from './hub/hub.ts';
 import { errorFields, type Logger } from './log.ts';
@@ -112,55 +112,51 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   const stream = {
     hub,
     edge,
+    clock,
     tracing,
     releaseVersion: config.releaseVersion,
     maxTopics: config.maxTopics,
     retryAfterSeconds,
     onError,
   };
-  const http = createServer(
-    {
-      // Streams outlive any request timeout; header and body limits still apply to publishes.
-      requestTimeout: 0,
-      headersTimeout: config.headersTimeoutMs,
-      // node:http enforces headersTimeout only when it checks its connections (every 30 s by
-      // default): check often enough that a trickled second request on a kept-alive connection
-      // is closed near its deadline.
-      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(config.headersTimeoutMs / 4))),
-      maxHeaderSize: config.maxHeaderBytes,
-      keepAliveTimeout: 5_000,
-    },
-    createHandler({
-      hub,
-      broker,
-      edge,
-      stream,
-      publish: config,
-      retryAfterSeconds,
-      demoHtml: config.demo ? demoHtml() : undefined,
-      onError,
-    }),
+  const http = createServer({
+    // node:http counts this from the start of a request to the end of its body; a stream's request
+    // ends with its head, so streams are not cut by it (see the stream tests).
+    requestTimeout: config.requestTimeoutMs,
+    headersTimeout: config.headersTimeoutMs,
+    // node:http enforces both deadlines only when it checks its connections (every 30 s by
+    // default): check often enough that a trickled second request on a kept-alive connection is
+    // closed near its deadline.
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(config.headersTimeoutMs / 4))),
+    maxHeaderSize: config.maxHeaderBytes,
+    keepAliveTimeout: 5_000,
+    // The handler refuses a missing Host itself, with problem+json rather than an empty 400.
+    requireHostHeader: false,
+  });
+  serveHttp(http, {
+    hub,
+    broker,
+    edge,
+    stream,
+    publish: config,
+    retryAfterSeconds,
+    demoHtml: config.demo ? demoHtml() : undefined,
+    onError,
+    clock,
+  });
+  const headTimeout = new HeraldError(
+    'HERALD_REQUEST_TIMEOUT',
+    `the request head did not arrive whole within ${config.headersTimeoutMs} ms`,
   );
-  http.on('clientError', (err, socket) => {
-    // Malformed HTTP: answer when the socket can still take it; never crash.
-    const code = (err as { code?: string }).code;
-    // As node:http's own handler: a 400 only before anything was answered on this connection,
-    // or it would land in (or be taken for) the answer to an earlier request.
-    if (!socket.writable || code === 'ECONNRESET' || (socket as Socket).bytesWritten > 0)
-      return socket.destroy();
-    const status = code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-  });
-  // CONNECT is not a method Herald serves; without this node:http would close without a word.
-  http.on('connect', (req, socket) => {
-    const refusal = new HeraldError('HERALD_METHOD_NOT_ALLOWED', `${req.method} is not served here`);
-    writeProblem(socket as Socket, refusal, { Allow: 'GET, POST, OPTIONS' });
-  });
   const front = createFront({
     http,
     take: (socket, head) => takeStream(socket, head, stream),
     maxHeadBytes: config.maxHeaderBytes,
     headTimeoutMs: config.headersTimeoutMs,
+    headTimedOut: (socket) => {
+      countRejection(edge.stats, headTimeout);
+      writeProblem(socket, clock, headTimeout);
+    },
   });
   const server = front.server;
   // node:http sets up its connection tracking (closeAllConnections, headersTimeout checks) when it

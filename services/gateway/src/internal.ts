@@ -5,6 +5,7 @@
 
 export { epochOf, streamProblems } from './broker/jetstream-stream.ts';
 export { authOptionsOf, createEdge, type Edge, type EdgeDeps } from './edge.ts';
+export { DISCARD_MAX_BYTES, DISCARD_MAX_MS } from './http/close.ts';
 export { type CloseReason, Connection, type Sink } from './hub/connection.ts';
 export { FrameArena } from './hub/frame-arena.ts';
 export { Hub, type HubOptions, type OpenRequest } from './hub/hub.ts';

@@ -12,20 +12,43 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
     new HeraldError('HERALD_BODY_TOO_LARGE', `request body exceeds ${limit} bytes`, { extra: { limit } });
   const declared = Number(req.headers['content-length']);
   if (declared > limit) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of req as AsyncIterable<Buffer>) {
+  const { chunks, size } = await new Promise<{ chunks: Buffer[]; size: number }>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    // The client aborted or sent a malformed body (node:http has answered a framing error): its
+    // fault, not an internal error to log.
+    const onError = (cause: unknown) => {
+      stop();
+      reject(new HeraldError('HERALD_BODY_INVALID', 'request body was not received completely', { cause }));
+    };
+    const onClose = () => onError(new Error('the connection closed before the body ended'));
+    const onEnd = () => {
+      stop();
+      resolve({ chunks, size });
+    };
+    const onData = (chunk: Buffer) => {
       size += chunk.length;
-      if (size > limit) throw tooLarge();
-      chunks.push(chunk);
-    }
-  } catch (cause) {
-    if (cause instanceof HeraldError) throw cause;
-    // The client aborted or sent a malformed body (node:http has answered a framing error with 400):
-    // its fault, not an internal error to log.
-    throw new HeraldError('HERALD_BODY_INVALID', 'request body was not received completely', { cause });
-  }
+      if (size <= limit) {
+        chunks.push(chunk);
+        return;
+      }
+      // Not destroyed: that would destroy the socket, and the refusal with it. The rest flows on
+      // into nothing until the refusal closes the connection (see close.ts).
+      stop();
+      reject(tooLarge());
+    };
+    if (req.destroyed) return onClose();
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
   let text: string;
   try {
     text = utf8.decode(Buffer.concat(chunks, size));

@@ -18,6 +18,11 @@ export interface FrontOptions {
   readonly maxHeadBytes: number;
   /** A client that sends no complete head within this is disconnected (ms). */
   readonly headTimeoutMs: number;
+  /**
+   * Answers a connection whose head began but did not complete within `headTimeoutMs`, and
+   * closes it. One that sent nothing made no request to answer, and is closed without a word.
+   */
+  readonly headTimedOut: (socket: Socket) => void;
 }
 
 export interface Front {
@@ -64,7 +69,11 @@ export function createFront(opts: FrontOptions): Front {
     socket.on('error', ignoreError);
     // A deadline for the whole head, not an idle timeout: a client trickling a byte at a time
     // (slowloris) must not hold the socket for ever.
-    const deadline = setTimeout(() => socket.destroy(), opts.headTimeoutMs);
+    const deadline = setTimeout(() => {
+      done();
+      if (buf === undefined) socket.destroy();
+      else opts.headTimedOut(socket);
+    }, opts.headTimeoutMs);
     const done = () => {
       clearTimeout(deadline);
       pending.delete(socket);

@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import { checkPattern, HeraldError } from '@herald/protocol';
 import { admissionError } from '../admission/index.ts';
 import { credentialsOf, QUERY_TOKEN_PARAM } from '../auth/index.ts';
+import type { Clock } from '../clock.ts';
 import { countRejection, type Edge } from '../edge.ts';
 import type { Hub } from '../hub/hub.ts';
 import type { StreamTracing } from '../telemetry/tracing.ts';
@@ -11,6 +12,8 @@ import type { RequestHead } from './request-head.ts';
 export interface StreamDeps {
   readonly hub: Hub;
   readonly edge: Edge;
+  /** Times the graceful close after a refusal (see close.ts). */
+  readonly clock: Clock;
   readonly tracing: StreamTracing;
   readonly releaseVersion: string;
   readonly maxTopics: number;
@@ -125,7 +128,7 @@ export async function acceptStream(socket: Socket, req: StreamRequest, deps: Str
       const refusal = admissionError(decision);
       deps.tracing.refused(span, refusal);
       const retry = decision.retryAfterSeconds;
-      writeProblem(socket, refusal, {
+      writeProblem(socket, deps.clock, refusal, {
         ...cors.headers,
         ...(retry === undefined ? {} : { 'Retry-After': String(retry) }),
       });
@@ -150,7 +153,10 @@ export async function acceptStream(socket: Socket, req: StreamRequest, deps: Str
     edge.stats.connects.rejected++;
     countRejection(edge.stats, err);
     deps.tracing.refused(span, err);
-    writeProblem(socket, err, { ...cors.headers, ...retryHeaders(err, deps.retryAfterSeconds) });
+    writeProblem(socket, deps.clock, err, {
+      ...cors.headers,
+      ...retryHeaders(err, deps.retryAfterSeconds),
+    });
   }
 }
 

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import type { Config } from '@herald/gateway';
+import { DISCARD_MAX_MS } from '@herald/gateway/internal';
 import {
   FakeClock,
   mintToken,
@@ -152,6 +154,39 @@ describe('edge auth - streams and publishes with HERALD_AUTH=jwt and an HMAC sec
     assert.equal(c.status, 200);
     assert.equal((await lax.publish({ topic: 'x.a', data: 'stored' }, bearer(forever))).status, 200);
     await c.waitFor((s) => s.events.some((e) => e.data === 'stored'), 'the event');
+  });
+
+  it('auth - a publish refused 401 before its body arrived closes its connection instead of waiting for the body, and never holds it past the close bound', async (t) => {
+    const gw = await startAuthGateway(t);
+    // The body is announced and barely begun; the client then sends nothing, and keeps its side open.
+    const c = connect({ port: Number(new URL(gw.url).port), host: '127.0.0.1', allowHalfOpen: true });
+    c.on('error', () => {});
+    t.after(() => c.destroy());
+    let reply = '';
+    c.setEncoding('utf8');
+    c.on('data', (chunk: string) => {
+      reply += chunk;
+    });
+    c.write(
+      'POST /v1/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n' +
+        'Content-Length: 100000\r\n\r\n{"topic":"a","data":"',
+    );
+    await until(() => /\r\n\r\n\{.*\}$/s.test(reply), 'the refusal');
+    assert.match(reply, /^HTTP\/1\.1 401 /);
+    assert.match(reply, /\r\nContent-Type: application\/problem\+json\r\n/i);
+    assert.match(reply, /\r\nConnection: close\r\n/i, 'the refusal ends the connection');
+    assert.match(reply, /"code":"HERALD_UNAUTHENTICATED"/);
+    // A FIN after the answer, not a reset: what the client still sends is read and dropped.
+    await until(() => c.readableEnded, "the gateway's FIN");
+    assert.ok(!c.closed && !c.errored);
+    // At the bound the gateway lets go: what the client sends then is answered with a reset (a
+    // client learns of it on its next send).
+    gw.clock.tick(DISCARD_MAX_MS);
+    const closedOrSend = () => {
+      if (!c.closed) c.write('more of the body');
+      return c.closed;
+    };
+    await until(closedOrSend, 'the connection to be closed at the bound', 5000);
   });
 
   it('auth - a topic or wildcard pattern the grants do not cover is refused 403 HERALD_FORBIDDEN naming it', async (t) => {

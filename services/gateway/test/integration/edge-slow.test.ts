@@ -3,7 +3,8 @@ import { connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { connectSse, startGateway, until } from '@herald/testkit';
+import { DISCARD_MAX_MS } from '@herald/gateway/internal';
+import { connectSse, FakeClock, startGateway, until } from '@herald/testkit';
 import { createParser } from 'eventsource-parser';
 
 const KiB = 1024;
@@ -196,57 +197,147 @@ describe('edge slow consumers', () => {
   });
 });
 
+/** A raw client: what it was sent, when the first whole answer came, and when it was closed. */
+interface RawClient {
+  readonly socket: Socket;
+  readonly openedAt: number;
+  received: string;
+  /** When the first answer was complete (its head and Content-Length body); 0 until then. */
+  answeredAt: number;
+  /** When the gateway's FIN arrived (the client's side stays open); 0 until then. */
+  endedAt: number;
+  closedAt: number;
+  /** Bytes written after the first write. */
+  sent: number;
+}
+
+/** A raw client that keeps its side open (and sending) after the gateway closes its own. */
+function rawClient(port: number, first: string): RawClient {
+  const s = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  const c: RawClient = {
+    socket: s,
+    openedAt: performance.now(),
+    received: '',
+    answeredAt: 0,
+    endedAt: 0,
+    closedAt: 0,
+    sent: 0,
+  };
+  s.on('error', () => {});
+  s.setEncoding('utf8');
+  s.on('data', (chunk: string) => {
+    c.received += chunk;
+    if (c.answeredAt === 0 && firstAnswer(c.received) !== undefined) c.answeredAt = performance.now();
+  });
+  s.once('end', () => {
+    c.endedAt = performance.now();
+  });
+  s.once('close', () => {
+    c.closedAt = performance.now();
+  });
+  s.write(first);
+  return c;
+}
+
+/** Writes one byte of `bytes` every 20 ms, for ever (cycling), until the socket closes or `stop`. */
+function trickle(c: RawClient, bytes: string): { stop(): void } {
+  const timer = setInterval(() => {
+    if (c.socket.writable) c.socket.write(bytes[c.sent++ % bytes.length]!);
+  }, 20);
+  c.socket.once('close', () => clearInterval(timer));
+  return { stop: () => clearInterval(timer) };
+}
+
+/** The first whole answer in `text`, with its problem+json body parsed; undefined while incomplete. */
+function firstAnswer(text: string) {
+  const end = text.indexOf('\r\n\r\n');
+  if (end === -1) return undefined;
+  const head = text.slice(0, end);
+  const length = Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1] ?? Number.NaN);
+  if (!(text.length >= end + 4 + length)) return undefined;
+  const body = text.slice(end + 4, end + 4 + length);
+  return {
+    status: Number(head.slice(9, 12)),
+    connection: /\r\nconnection: (\S+)/i.exec(head)?.[1]?.toLowerCase(),
+    contentType: /\r\ncontent-type: ([^\r]+)/i.exec(head)?.[1],
+    problem: JSON.parse(body) as { code: string; status: number },
+    rest: text.slice(end + 4 + length),
+  };
+}
+
+/** Asserts `text` starts with a 408 problem+json that closes the connection. */
+function assertTimedOut(text: string, what: string): void {
+  const a = firstAnswer(text);
+  assert.ok(a !== undefined, `${what}: no whole answer in ${JSON.stringify(text.slice(0, 300))}`);
+  assert.equal(a.status, 408, what);
+  assert.equal(a.contentType, 'application/problem+json', what);
+  assert.equal(a.problem.code, 'HERALD_REQUEST_TIMEOUT', what);
+  assert.equal(a.connection, 'close', what);
+  assert.equal(a.rest, '', `${what}: nothing after the answer`);
+}
+
 describe('edge slowloris', () => {
-  it('slowloris - a head trickled a byte at a time is closed at the head deadline without an answer, while normal streams connect and outlive it', async (t) => {
+  it('slowloris - a head trickled a byte at a time is answered 408 at the head deadline and closed, while normal streams connect and outlive it', async (t) => {
     const HEAD_DEADLINE_MS = 300;
     const TRICKLERS = 20;
-    const gw = await startGateway({ headersTimeoutMs: HEAD_DEADLINE_MS });
+    // Fake time for the close after the answer (the deadlines are node's and the front's, real).
+    const clock = new FakeClock();
+    const gw = await startGateway({ headersTimeoutMs: HEAD_DEADLINE_MS }, { clock });
     t.after(() => gw.close());
     const port = Number(new URL(gw.url).port);
 
+    // An endless header, one byte every 20 ms: never idle, never complete.
+    const header = 'X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
     const tricklers = Array.from({ length: TRICKLERS }, () => {
-      const s = connect(port, '127.0.0.1');
-      const state = { socket: s, sent: 0, received: '', openedAt: performance.now(), closedAt: 0 };
-      s.on('error', () => {});
-      s.setEncoding('utf8');
-      s.on('data', (chunk: string) => {
-        state.received += chunk;
-      });
-      s.write('GET /v1/stream?topic=a HTTP/1.1\r\n');
-      // An endless header, one byte every 20 ms: never idle, never complete.
-      const header = 'X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
-      const trickle = setInterval(() => {
-        if (s.writable) s.write(header[state.sent++ % header.length]!);
-      }, 20);
-      s.once('close', () => {
-        clearInterval(trickle);
-        state.closedAt = performance.now();
-      });
-      return state;
+      const c = rawClient(port, 'GET /v1/stream?topic=a HTTP/1.1\r\n');
+      trickle(c, header);
+      return c;
     });
     // One that connects and sends nothing at all.
     const silent = connect(port, '127.0.0.1');
     silent.on('error', () => {});
+    let silentReceived = '';
+    silent.on('data', (chunk) => {
+      silentReceived += chunk;
+    });
     const silentOpened = performance.now();
 
     // Meanwhile a normal client connects and is served.
     const normal = await gw.stream({ topic: 'a' });
     assert.equal(normal.status, 200);
 
-    await Promise.all(tricklers.map((s, i) => closed(s.socket, `trickling client ${i} to be closed`, 5000)));
+    await until(
+      () => tricklers.every((c) => c.answeredAt > 0),
+      () =>
+        `every trickling client to be answered (${tricklers.filter((c) => c.answeredAt > 0).length} were)`,
+      5000,
+    );
     await closed(silent, 'the silent client to be closed', 5000);
     const silentAfter = performance.now() - silentOpened;
-    for (const s of tricklers) {
-      const after = s.closedAt - s.openedAt;
+    for (const c of tricklers) {
+      const after = c.answeredAt - c.openedAt;
       assert.ok(
         after >= HEAD_DEADLINE_MS - 10,
-        `closed after ${after.toFixed(0)} ms, not before the deadline`,
+        `answered after ${after.toFixed(0)} ms, not before the deadline`,
       );
-      assert.ok(after < HEAD_DEADLINE_MS + 1500, `closed after ${after.toFixed(0)} ms, near the deadline`);
-      assert.ok(s.sent >= 5, `it kept sending (${s.sent} bytes) and was closed anyway`);
-      assert.equal(s.received, '', 'no answer to a head that never completed');
+      assert.ok(after < HEAD_DEADLINE_MS + 1500, `answered after ${after.toFixed(0)} ms, near the deadline`);
+      assert.ok(c.sent >= 5, `it kept sending (${c.sent} bytes) and was answered anyway`);
+      assertTimedOut(c.received, 'a trickled head');
     }
     assert.ok(silentAfter >= HEAD_DEADLINE_MS - 10 && silentAfter < HEAD_DEADLINE_MS + 1500);
+    assert.equal(silentReceived, '', 'no answer to a connection that made no request');
+
+    // They keep trickling after the answer: the gateway reads on, then cuts them off at its bound.
+    await until(
+      () => tricklers.every((c) => c.endedAt > 0),
+      "every trickling client to get the gateway's FIN",
+    );
+    assert.ok(
+      tricklers.every((c) => !c.socket.closed),
+      'the answer is followed by a graceful close, not a reset',
+    );
+    clock.tick(DISCARD_MAX_MS);
+    await Promise.all(tricklers.map((c, i) => closed(c.socket, `trickling client ${i} to be closed`, 5000)));
 
     // The normal stream outlived the head deadline: its head was complete in time.
     await gw.publish({ topic: 'a', data: 'still here' });
@@ -256,24 +347,89 @@ describe('edge slowloris', () => {
     assert.equal(late.status, 200, 'new streams are still served');
   });
 
-  it('slowloris - the head of a second request on a kept-alive connection, trickled, is closed at the head deadline too', async (t) => {
+  it('slowloris - the head of a second request on a kept-alive connection, trickled, is answered 408 after the first answer and closed', async (t) => {
     const HEAD_DEADLINE_MS = 300;
-    const gw = await startGateway({ headersTimeoutMs: HEAD_DEADLINE_MS });
+    const clock = new FakeClock();
+    const gw = await startGateway({ headersTimeoutMs: HEAD_DEADLINE_MS }, { clock });
     t.after(() => gw.close());
-    const s = connect(Number(new URL(gw.url).port), '127.0.0.1');
-    s.on('error', () => {});
-    t.after(() => s.destroy());
-    let received = '';
-    s.setEncoding('utf8');
-    s.on('data', (chunk: string) => {
-      received += chunk;
+    const c = rawClient(Number(new URL(gw.url).port), 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    t.after(() => c.socket.destroy());
+    await until(() => c.answeredAt > 0, 'the first answer');
+    assert.equal(firstAnswer(c.received)?.status, 200);
+    const second = () => firstAnswer(firstAnswer(c.received)!.rest);
+    c.socket.write('GET /v1/stream?topic=a HTTP/1.1\r\n');
+    trickle(c, 'a');
+    await until(() => second() !== undefined, 'the answer to the second request', HEAD_DEADLINE_MS + 1500);
+    assertTimedOut(firstAnswer(c.received)!.rest, 'a trickled second head');
+    await until(() => c.endedAt > 0, "the gateway's FIN");
+    assert.ok(!c.socket.closed, 'the answer is followed by a graceful close, not a reset');
+    clock.tick(DISCARD_MAX_MS);
+    await closed(c.socket, 'the kept-alive connection to be closed', 5000);
+  });
+});
+
+describe('edge request deadline', () => {
+  const HEAD_DEADLINE_MS = 300;
+  const REQUEST_DEADLINE_MS = 600;
+
+  /** A publish whose head arrives at once and whose body then trickles in, a byte every 20 ms. */
+  function tricklingPublish(port: number, body: string) {
+    const c = rawClient(
+      port,
+      'POST /v1/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n' +
+        `Content-Length: ${body.length}\r\n\r\n`,
+    );
+    return { client: c, trickling: trickle(c, body) };
+  }
+
+  it('deadline - a publish whose body trickles in is answered 408 at the request deadline, stores nothing even when its body then completes, and is closed', async (t) => {
+    const gw = await startGateway({
+      headersTimeoutMs: HEAD_DEADLINE_MS,
+      requestTimeoutMs: REQUEST_DEADLINE_MS,
     });
-    s.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
-    await until(() => received.includes('{"status":"ok"}'), 'the first answer');
-    s.write('GET /v1/stream?topic=a HTTP/1.1\r\n');
-    const trickle = setInterval(() => s.writable && s.write('a'), 20);
-    s.once('close', () => clearInterval(trickle));
-    t.after(() => clearInterval(trickle));
-    await closed(s, 'the kept-alive connection to be closed', HEAD_DEADLINE_MS + 1500);
+    t.after(() => gw.close());
+    // At a byte every 20 ms this body would take 3 s to arrive.
+    const body = JSON.stringify({ topic: 'slow.body', data: 'x'.repeat(120) });
+    const { client: c, trickling } = tricklingPublish(Number(new URL(gw.url).port), body);
+    t.after(() => c.socket.destroy());
+    await until(() => c.answeredAt > 0, 'the answer', REQUEST_DEADLINE_MS + 3000);
+    const after = c.answeredAt - c.openedAt;
+    assert.ok(
+      after >= REQUEST_DEADLINE_MS - 10,
+      `answered after ${after.toFixed(0)} ms, not before the deadline`,
+    );
+    assert.ok(after < REQUEST_DEADLINE_MS + 1500, `answered after ${after.toFixed(0)} ms, near the deadline`);
+    assertTimedOut(c.received, 'a trickled body');
+    // The client sends the rest of its body regardless and closes its side; the gateway closes too.
+    trickling.stop();
+    c.socket.end(body.slice(c.sent));
+    await closed(c.socket, 'the connection to be closed', 5000);
+    const next = await gw.publish({ topic: 'slow.body', data: 'next' });
+    assert.equal(next.body.id.split('-')[1], '1', 'the refused publish stored nothing');
+  });
+
+  it('deadline - a stream served through node:http (requested on a kept-alive connection) outlives the request deadline that cuts a publish started after it', async (t) => {
+    const gw = await startGateway({
+      headersTimeoutMs: HEAD_DEADLINE_MS,
+      requestTimeoutMs: REQUEST_DEADLINE_MS,
+    });
+    t.after(() => gw.close());
+    const port = Number(new URL(gw.url).port);
+    const stream = rawClient(
+      port,
+      'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/stream?topic=dl HTTP/1.1\r\nHost: x\r\n\r\n',
+    );
+    t.after(() => stream.socket.destroy());
+    await until(() => /text\/event-stream[\s\S]*id: \S+\n\n$/.test(stream.received), 'the stream opening');
+    // Started after the stream's request: when its deadline has passed, so has the stream's.
+    const { client: slow } = tricklingPublish(port, JSON.stringify({ topic: 'dl', data: 'x'.repeat(120) }));
+    t.after(() => slow.socket.destroy());
+    await until(() => slow.answeredAt > 0, 'the trickling publish to be refused', REQUEST_DEADLINE_MS + 3000);
+    assertTimedOut(slow.received, 'the trickling publish');
+    const r = await gw.publish({ topic: 'dl', data: 'after the deadline' });
+    assert.equal(r.status, 200);
+    await until(() => stream.received.includes('data: after the deadline\n'), 'the event on the stream');
+    assert.ok(!stream.socket.closed, 'the stream is still open');
+    assert.doesNotMatch(stream.received, /HERALD_REQUEST_TIMEOUT/);
   });
 });

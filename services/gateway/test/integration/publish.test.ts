@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { FakeClock, postJson, startGateway, type TestGateway } from '@herald/testkit';
+import { FakeClock, postJson, rawExchange, startGateway, type TestGateway } from '@herald/testkit';
+
+const MiB = 1024 * 1024;
 
 describe('publish', () => {
   let gw: TestGateway;
@@ -171,6 +173,37 @@ describe('publish', () => {
       // The rest of the 10 MB is never sent: the answer must not wait for it.
     });
     assert.equal(status, 413);
+  });
+
+  it('publish - a client that sends its whole oversized body before reading gets the whole 413, every time', async (t) => {
+    // Far more than the socket buffers on both sides hold, so the client is still sending when the
+    // gateway answers: were the connection reset then, its write would fail and it would never
+    // read the answer. The head goes first and the body follows in 64 KiB writes, as curl sends it.
+    const size = 8 * MiB;
+    const body = Array.from({ length: size / (64 * 1024) }, () => Buffer.alloc(64 * 1024, 'x'));
+    const head = (framing: string) =>
+      'POST /v1/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n' +
+      `${framing}\r\n\r\n`;
+    const cases = [
+      // Refused by its declared length, before a byte of it is read.
+      ['Content-Length', [head(`Content-Length: ${size}`), ...body]],
+      // Refused once the gateway has read past the limit.
+      ['chunked', [head('Transfer-Encoding: chunked'), `${size.toString(16)}\r\n`, ...body, '\r\n0\r\n\r\n']],
+    ] as const;
+    for (const [framing, parts] of cases) {
+      for (let i = 1; i <= 4; i++) {
+        await t.test(`${framing}, try ${i}`, async () => {
+          const r = await rawExchange(gw.url, parts, { readAfterSent: true, timeoutMs: 30_000 });
+          assert.equal(r.error, undefined, 'the client sent everything and read without an error');
+          assert.equal(r.status, 413);
+          assert.equal(r.headers.get('content-type'), 'application/problem+json');
+          assert.equal(r.headers.get('connection'), 'close');
+          const problem = JSON.parse(r.body.toString('utf8'));
+          assert.equal(problem.code, 'HERALD_BODY_TOO_LARGE');
+          assert.equal(r.body.length, Number(r.headers.get('content-length')), 'the whole answer');
+        });
+      }
+    }
   });
 
   it('publish - with the broker gone, publishes get 503 problem+json with Retry-After and readiness fails', async () => {

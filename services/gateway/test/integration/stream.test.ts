@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { startGateway, type TestGateway } from '@herald/testkit';
+import { startGateway, type TestGateway, until } from '@herald/testkit';
 
 describe('subscribe', () => {
   let gw: TestGateway;
@@ -140,10 +140,42 @@ describe('subscribe', () => {
     sock.write('GARBAGE / HTTP/9\r\n\r\n');
     let reply = '';
     for await (const chunk of sock) reply += chunk;
-    assert.match(reply, /^HTTP\/1\.1 400/);
+    const [refusal] = answers(reply);
+    assert.equal(refusal?.status, 400);
+    assert.equal(refusal?.problem?.code, 'HERALD_REQUEST_MALFORMED');
     assert.equal((await fetch(`${gw.url}/healthz`)).status, 200);
   });
 });
+
+interface Answer {
+  readonly status: number;
+  readonly headers: ReadonlyMap<string, string>;
+  readonly body: string;
+  /** The body parsed, when it is problem+json. */
+  // biome-ignore lint/suspicious/noExplicitAny: a problem+json body; tests assert on its members.
+  readonly problem: any;
+}
+
+/** The answers in a connection's reply, in order; one without a length runs to the end (a stream). */
+function answers(reply: string): Answer[] {
+  const out: Answer[] = [];
+  let at = 0;
+  while (at < reply.length) {
+    const end = reply.indexOf('\r\n\r\n', at);
+    if (end === -1) break;
+    const [line, ...fields] = reply.slice(at, end).split('\r\n');
+    const headers = new Map(
+      fields.map((f) => [f.slice(0, f.indexOf(':')).toLowerCase(), f.slice(f.indexOf(':') + 1).trim()]),
+    );
+    const length = headers.get('content-length');
+    const bodyEnd = length === undefined ? reply.length : end + 4 + Number(length);
+    const body = reply.slice(end + 4, bodyEnd);
+    const problem = headers.get('content-type') === 'application/problem+json' ? JSON.parse(body) : undefined;
+    out.push({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(line ?? '')?.[1]), headers, body, problem });
+    at = bodyEnd;
+  }
+  return out;
+}
 
 describe('connections node:http answers', () => {
   let gw: TestGateway;
@@ -193,6 +225,122 @@ describe('connections node:http answers', () => {
     const c = await gw.stream({ topic: 'still.ok' });
     assert.equal(c.status, 200);
     c.close();
+  });
+
+  it('http - what node:http cannot take is refused with problem+json and a stable code, closing the connection', async () => {
+    const cases: Array<[string, string, number, string]> = [
+      ['an unknown method', 'BREW /healthz HTTP/1.1\r\nHost: x\r\n\r\n', 400, 'HERALD_REQUEST_MALFORMED'],
+      [
+        'a space before the colon',
+        'GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n',
+        400,
+        'HERALD_REQUEST_MALFORMED',
+      ],
+      ['a bare LF', 'GET /healthz HTTP/1.1\nHost: x\n\n', 400, 'HERALD_REQUEST_MALFORMED'],
+      [
+        'Content-Length and Transfer-Encoding',
+        'POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}',
+        400,
+        'HERALD_REQUEST_MALFORMED',
+      ],
+      [
+        'a broken chunk in a publish body',
+        'POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n',
+        400,
+        'HERALD_REQUEST_MALFORMED',
+      ],
+      ['no Host', 'GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n', 400, 'HERALD_REQUEST_MALFORMED'],
+      [
+        'an Expect other than 100-continue',
+        'POST /v1/publish HTTP/1.1\r\nHost: x\r\nExpect: coffee\r\nContent-Length: 2\r\n\r\n{}',
+        417,
+        'HERALD_EXPECTATION_FAILED',
+      ],
+      [
+        'a head over the limit',
+        `GET /healthz HTTP/1.1\r\nHost: x\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`,
+        431,
+        'HERALD_HEADERS_TOO_LARGE',
+      ],
+    ];
+    for (const [what, bytes, status, code] of cases) {
+      const all = answers(await raw(bytes));
+      assert.equal(all.length, 1, `${what}: one answer`);
+      const [a] = all;
+      assert.equal(a?.status, status, what);
+      assert.equal(a?.headers.get('content-type'), 'application/problem+json', what);
+      assert.equal(a?.headers.get('connection'), 'close', what);
+      assert.equal(a?.problem.code, code, what);
+      assert.equal(a?.problem.status, status, what);
+      assert.doesNotMatch(a?.problem.detail, /BREW|coffee|aaaa/, `${what}: nothing of the request is echoed`);
+    }
+  });
+
+  it('http - pipelined: a malformed request after a publish is refused after the publish is answered, so the refusal cannot be taken for its answer', async () => {
+    const live = await gw.stream({ topic: 'pipe.a' });
+    const body = JSON.stringify({ topic: 'pipe.a', data: 'stored once' });
+    const all = answers(
+      await raw(
+        'POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+          `Content-Length: ${body.length}\r\n\r\n${body}GARBAGE / HTTP/9\r\n\r\n`,
+      ),
+    );
+    assert.deepEqual(
+      all.map((a) => a.status),
+      [200, 400],
+    );
+    const [published, refused] = all;
+    assert.match(published!.body, /"duplicate":false/);
+    assert.equal(refused!.problem.code, 'HERALD_REQUEST_MALFORMED');
+    assert.equal(refused!.headers.get('connection'), 'close');
+    await live.waitFor((c) => c.events.length === 1, 'the event');
+    assert.equal(live.events[0]!.id, JSON.parse(published!.body).id);
+    live.close();
+  });
+
+  it('http - nothing sent after a request that asked to close is processed: a publish pipelined behind it is neither answered nor stored', async () => {
+    const live = await gw.stream({ topic: 'after.close' });
+    const publish = (data: string, extra = '') => {
+      const body = JSON.stringify({ topic: 'after.close', data });
+      return (
+        'POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+        `${extra}Content-Length: ${body.length}\r\n\r\n${body}`
+      );
+    };
+    const all = answers(await raw(`${publish('last', 'Connection: close\r\n')}${publish('ignored')}`));
+    assert.deepEqual(
+      all.map((a) => a.status),
+      [200],
+    );
+    const next = await gw.publish({ topic: 'after.close', data: 'next' });
+    await live.waitFor((c) => c.events.some((e) => e.id === next.body.id), 'the next event');
+    assert.deepEqual(
+      live.events.map((e) => e.data),
+      ['last', 'next'],
+    );
+    live.close();
+  });
+
+  it('http - pipelined garbage after a stream served through node:http ends the connection and adds nothing to the stream', async () => {
+    const sock = connect(Number(new URL(gw.url).port), '127.0.0.1');
+    sock.on('error', () => {});
+    let reply = '';
+    sock.setEncoding('utf8');
+    sock.on('data', (chunk: string) => {
+      reply += chunk;
+    });
+    const closed = new Promise((r) => sock.once('close', r));
+    sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/stream?topic=pg HTTP/1.1\r\nHost: x\r\n\r\n');
+    await until(() => /id: \S+\n\n$/.test(reply), 'the stream opening');
+    sock.write('GARBAGE / HTTP/9\r\n\r\n');
+    await closed;
+    const all = answers(reply);
+    assert.deepEqual(
+      all.map((a) => a.status),
+      [200, 200],
+    );
+    assert.equal(all[1]!.headers.get('content-type'), 'text/event-stream; charset=utf-8');
+    assert.doesNotMatch(all[1]!.body, /HTTP\/1\.1|HERALD_/, 'no refusal inside the stream');
   });
 
   it('publish - a body split across packets after the head reaches node:http intact', async () => {

@@ -36,6 +36,10 @@ describe('config', () => {
       [{ HERALD_RELEASE_VERSION: 'v1\r\nX-Evil: 1' }, /^HERALD_RELEASE_VERSION: must match/],
       [{ HERALD_LOG_LEVEL: 'loud' }, /^HERALD_LOG_LEVEL: expected one of debug, info, warn, error/],
       [{ HERALD_PROT: '1' }, /^HERALD_PROT: is not a Herald setting/],
+      [
+        { HERALD_HEADERS_TIMEOUT_MS: '20000', HERALD_REQUEST_TIMEOUT_MS: '15000' },
+        /^HERALD_REQUEST_TIMEOUT_MS: must be at least HERALD_HEADERS_TIMEOUT_MS \(20000\), got 15000/,
+      ],
     ];
     for (const [env, message] of cases) {
       assert.throws(
