@@ -11,7 +11,8 @@
  */
 import { Agent, request } from 'node:http';
 import { join, resolve } from 'node:path';
-import { spawnGateway, startNats, untilReady } from '@herald/testkit';
+import { spawnGateway } from '@herald/gateway/testing';
+import { startNats, untilReady } from '@herald/testkit';
 import { int, progress, ROOT } from './lib.ts';
 
 const BASE = process.env['BASE'];

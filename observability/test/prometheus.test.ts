@@ -3,13 +3,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import {
-  type PrometheusServer,
-  startGateway,
-  startPrometheus,
-  type TestGateway,
-  until,
-} from '@herald/testkit';
+import { startGateway, type TestGateway } from '@herald/gateway/testing';
+import { type PrometheusServer, startPrometheus, until } from '@herald/testkit';
 import { parse } from 'yaml';
 
 /**

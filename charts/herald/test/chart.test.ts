@@ -10,14 +10,12 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { authOptionsOf, parseConfig, settings } from '@herald/gateway/internal';
+import { spawnGateway, startGateway, type TestGateway } from '@herald/gateway/testing';
 import {
   type ControlPlane,
   natsServerPath,
-  spawnGateway,
   startControlPlane,
-  startGateway,
   startOtlpReceiver,
-  type TestGateway,
   until,
   untilReady,
 } from '@herald/testkit';

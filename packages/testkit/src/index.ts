@@ -8,19 +8,7 @@ export {
 } from './auth.ts';
 export { CHROMIUM_ARGS, chromiumPath, type LaunchChromiumOptions, launchChromium } from './chromium.ts';
 export { FakeClock } from './fake-clock.ts';
-export {
-  type GatewayProcess,
-  type PublishResponse,
-  postJson,
-  runGatewayToExit,
-  type SpawnOptions,
-  spawnGateway,
-  startGateway,
-  streamPath,
-  type TestGateway,
-  until,
-  untilReady,
-} from './gateway.ts';
+export { type PublishResponse, postJson, streamPath } from './http-client.ts';
 export {
   type ControlPlane,
   type ControlPlaneOptions,
@@ -29,7 +17,7 @@ export {
   kubeCrdDir,
   startControlPlane,
 } from './kube.ts';
-export { LineLog } from './log-lines.ts';
+export { LineLog, readLines } from './log-lines.ts';
 export {
   type NatsCluster,
   type NatsClusterOptions,
@@ -71,3 +59,4 @@ export { makeTempDir, removeTempDir } from './reaper.ts';
 export { type Refusal, refusalOf } from './refusal.ts';
 export { seededRandom } from './seeded-random.ts';
 export { connectSse, type SseClient, type SseOptions } from './sse-client.ts';
+export { until, untilReady } from './until.ts';

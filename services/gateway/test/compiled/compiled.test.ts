@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { connectSse, postJson, spawnGateway, untilReady } from '@herald/testkit';
+import { spawnGateway } from '@herald/gateway/testing';
+import { connectSse, postJson, untilReady } from '@herald/testkit';
 
 const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
 

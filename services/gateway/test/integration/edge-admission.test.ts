@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { startGateway } from '@herald/gateway/testing';
 import {
   FakeClock,
   mintToken,
@@ -7,7 +8,6 @@ import {
   refusalOf,
   type SseClient,
   seededRandom,
-  startGateway,
   TEST_HMAC_SECRET,
   until,
   writeTempFiles,

@@ -4,14 +4,13 @@ import { connect } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import type { Config } from '@herald/gateway';
 import { DISCARD_MAX_MS } from '@herald/gateway/internal';
+import { startGateway, type TestGateway } from '@herald/gateway/testing';
 import {
   FakeClock,
   mintToken,
   refusalOf,
   type SseClient,
-  startGateway,
   TEST_HMAC_SECRET,
-  type TestGateway,
   type TokenSpec,
   unsignedToken,
   until,

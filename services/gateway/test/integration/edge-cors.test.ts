@@ -1,14 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import {
-  FakeClock,
-  mintToken,
-  refusalOf,
-  startGateway,
-  TEST_HMAC_SECRET,
-  type TestGateway,
-  writeTempFiles,
-} from '@herald/testkit';
+import { startGateway, type TestGateway } from '@herald/gateway/testing';
+import { FakeClock, mintToken, refusalOf, TEST_HMAC_SECRET, writeTempFiles } from '@herald/testkit';
 
 const ORIGINS = 'https://app.example.com,https://*.example.org';
 

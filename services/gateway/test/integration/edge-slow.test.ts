@@ -4,7 +4,8 @@ import { describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { DISCARD_MAX_MS } from '@herald/gateway/internal';
-import { connectSse, FakeClock, startGateway, until } from '@herald/testkit';
+import { startGateway } from '@herald/gateway/testing';
+import { connectSse, FakeClock, until } from '@herald/testkit';
 import { createParser } from 'eventsource-parser';
 
 const KiB = 1024;

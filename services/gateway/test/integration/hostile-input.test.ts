@@ -3,6 +3,7 @@ import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { type Config, defaultConfig } from '@herald/gateway';
 import { DISCARD_MAX_MS } from '@herald/gateway/internal';
+import { startGateway, type TestGateway } from '@herald/gateway/testing';
 import { ErrorCodes } from '@herald/protocol';
 import {
   FakeClock,
@@ -12,8 +13,6 @@ import {
   rawRequestBytes,
   type SseClient,
   seededRandom,
-  startGateway,
-  type TestGateway,
   until,
 } from '@herald/testkit';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { describe, it } from 'node:test';
-import { connectSse, FakeClock, runGatewayToExit, spawnGateway, startGateway, until } from '@herald/testkit';
+import { runGatewayToExit, spawnGateway, startGateway } from '@herald/gateway/testing';
+import { connectSse, FakeClock, until } from '@herald/testkit';
 
 describe('heartbeat', () => {
   it('heartbeat - a comment goes only to streams that wrote nothing in the interval, from one shared timer', async (t) => {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
+import { startGateway, type TestGateway } from '@herald/gateway/testing';
 import { Metrics } from '@herald/protocol';
-import { startGateway, type TestGateway, until } from '@herald/testkit';
+import { until } from '@herald/testkit';
 
 interface Sample {
   readonly name: string;

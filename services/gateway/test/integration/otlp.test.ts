@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { connectSse, spawnGateway, startOtlpReceiver, until } from '@herald/testkit';
+import { spawnGateway } from '@herald/gateway/testing';
+import { connectSse, startOtlpReceiver, until } from '@herald/testkit';
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 const SAMPLED = `00-${TRACE_ID}-00f067aa0ba902b7-01`;

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { FakeClock, postJson, rawExchange, startGateway, type TestGateway } from '@herald/testkit';
+import { startGateway, type TestGateway } from '@herald/gateway/testing';
+import { FakeClock, postJson, rawExchange } from '@herald/testkit';
 
 const MiB = 1024 * 1024;
 

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MemoryBroker, type ReplayRequest, type ReplayResult } from '@herald/gateway';
-import { FakeClock, type SseClient, startGateway, type TestGateway } from '@herald/testkit';
+import { startGateway, type TestGateway } from '@herald/gateway/testing';
+import { FakeClock, type SseClient } from '@herald/testkit';
 
 const seqOf = (id: string | undefined) => Number(id!.split('-')[1]);
 const epochOf = (id: string) => id.split('-')[0]!;

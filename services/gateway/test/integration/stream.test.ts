@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { startGateway, type TestGateway, until } from '@herald/testkit';
+import { startGateway, type TestGateway } from '@herald/gateway/testing';
+import { until } from '@herald/testkit';
 
 describe('subscribe', () => {
   let gw: TestGateway;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { FakeClock, startGateway, until } from '@herald/testkit';
+import { startGateway } from '@herald/gateway/testing';
+import { FakeClock, until } from '@herald/testkit';
 import {
   InMemorySpanExporter,
   type ReadableSpan,

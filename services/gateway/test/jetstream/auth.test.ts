@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from 'node:test';
-import { startGateway, startNats, until, untilReady } from '@herald/testkit';
+import { startGateway } from '@herald/gateway/testing';
+import { startNats, until, untilReady } from '@herald/testkit';
 
 it('jetstream - a NATS server that requires a token: with HERALD_NATS_TOKEN_FILE the gateway connects, without it it stays unready', async (t) => {
   const token = `t-${process.pid}-${Date.now()}`;

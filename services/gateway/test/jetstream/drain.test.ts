@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { connectSse, type SseClient, spawnGateway, startNats, untilReady } from '@herald/testkit';
+import { spawnGateway } from '@herald/gateway/testing';
+import { connectSse, type SseClient, startNats, untilReady } from '@herald/testkit';
 
 it('drain - SIGTERM on a gateway process: readiness fails at once, new streams are turned away, open ones close spread over the window with a retry, the process exits 0, and every client resumes on another gateway without loss or repeat', async (t) => {
   const nats = await startNats();

@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as backoff } from 'node:timers/promises';
+import { type GatewayProcess, spawnGateway, startGateway } from '@herald/gateway/testing';
 import {
   connectSse,
-  type GatewayProcess,
   type PublishResponse,
   postJson,
   type SseClient,
-  spawnGateway,
-  startGateway,
   startNats,
   startNatsCluster,
   streamPath,

@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import { spawnGateway, startGateway, type TestGateway } from '@herald/gateway/testing';
 import {
   connectSse,
   FakeClock,
   type NatsServer,
   type SseClient,
-  spawnGateway,
-  startGateway,
   startNats,
-  type TestGateway,
   untilReady,
 } from '@herald/testkit';
 import { jetstreamManager } from '@nats-io/jetstream';

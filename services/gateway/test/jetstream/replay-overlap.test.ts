@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type NatsServer, startGateway, startNats, type TestGateway, untilReady } from '@herald/testkit';
+import { startGateway, type TestGateway } from '@herald/gateway/testing';
+import { type NatsServer, startNats, untilReady } from '@herald/testkit';
 
 /**
  * A subscription whose patterns overlap (`a.x` and `a.>`), resuming from further back than the

@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from 'node:test';
-import { type SseClient, startGateway, startNats, type TestGateway, untilReady } from '@herald/testkit';
+import { startGateway, type TestGateway } from '@herald/gateway/testing';
+import { type SseClient, startNats, untilReady } from '@herald/testkit';
 import { connect } from '@nats-io/transport-node';
 
 const seqOf = (id: string) => Number(id.split('-')[1]);

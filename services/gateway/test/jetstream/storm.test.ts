@@ -1,14 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { JetStreamBroker, type ReplayRequest, type ReplayResult, systemClock } from '@herald/gateway';
-import {
-  connectSse,
-  type NatsServer,
-  startGateway,
-  startNats,
-  type TestGateway,
-  untilReady,
-} from '@herald/testkit';
+import { startGateway, type TestGateway } from '@herald/gateway/testing';
+import { connectSse, type NatsServer, startNats, untilReady } from '@herald/testkit';
 
 /** The real JetStream broker, counting the replay fetches it serves at once. */
 class CountingBroker extends JetStreamBroker {

@@ -1,16 +1,22 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { type Config, createGateway, defaultConfig, type Gateway, type GatewayDeps } from '@herald/gateway';
-import { readLines } from './log-lines.ts';
-import { connectSse, type SseClient, type SseOptions } from './sse-client.ts';
+import {
+  connectSse,
+  type PublishResponse,
+  postJson,
+  readLines,
+  type SseClient,
+  type SseOptions,
+  streamPath,
+} from '@herald/testkit';
+import { type Config, createGateway, defaultConfig, type Gateway, type GatewayDeps } from '../src/index.ts';
 
-export interface PublishResponse {
-  readonly status: number;
-  readonly headers: Headers;
-  // biome-ignore lint/suspicious/noExplicitAny: JSON of any documented shape; tests assert on it.
-  readonly body: any;
-}
+/**
+ * The gateway under test, for Herald's own tests and tools (`@herald/gateway/testing`): in this
+ * process on a loopback port, or as its own process as the container runs it. It lives with the
+ * gateway so that the test harness (`@herald/testkit`) imports nothing of it.
+ */
 
 /** A gateway under test, reached over real HTTP on a loopback port. */
 export interface TestGateway {
@@ -21,13 +27,6 @@ export interface TestGateway {
   /** POSTs a JSON body (or raw string) to `/v1/publish`. */
   publish(body: unknown, headers?: Record<string, string>): Promise<PublishResponse>;
   close(): Promise<void>;
-}
-
-export function streamPath(query: Record<string, string | readonly string[]>): string {
-  const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(query))
-    for (const one of typeof v === 'string' ? [v] : v) q.append(k, one);
-  return `/v1/stream?${q}`;
 }
 
 /** Starts a gateway in this process on 127.0.0.1, port 0. Drains instantly on close unless told otherwise. */
@@ -64,25 +63,7 @@ export async function startGateway(
   };
 }
 
-export async function postJson(
-  url: string,
-  body: unknown,
-  headers: Record<string, string> = {},
-): Promise<PublishResponse> {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', ...headers },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {}
-  return { status: res.status, headers: res.headers, body: parsed };
-}
-
-const MAIN = fileURLToPath(new URL('../../../services/gateway/src/main.ts', import.meta.url));
+const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 
 /** A gateway as its own process (`make run`), for signals and exit codes. */
 export interface GatewayProcess {
@@ -155,34 +136,4 @@ export async function runGatewayToExit(
   });
   const [code] = await once(child, 'exit');
   return { code: code as number | null, stderr };
-}
-
-/**
- * Polls `check` until it returns true, at most `timeoutMs`. For conditions that no event
- * announces (readiness across processes); the error says what was awaited.
- */
-export async function until(
-  check: () => boolean | Promise<boolean>,
-  /** What is awaited, for the timeout's message; a function is asked at the timeout, for the state then. */
-  what: string | (() => string),
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
-    if (await check()) return;
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}`,
-      );
-    await new Promise((r) => setTimeout(r, wait));
-  }
-}
-
-/** Resolves once `GET /readyz` answers `status` (200 by default). */
-export function untilReady(url: string, status = 200, timeoutMs = 10_000): Promise<void> {
-  return until(
-    async () => (await fetch(`${url}/readyz`).catch(() => undefined))?.status === status,
-    `${url}/readyz to answer ${status}`,
-    timeoutMs,
-  );
 }
