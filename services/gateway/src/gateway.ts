@@ -1,7 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import { HeraldError } from '@herald/protocol';
+import type { Socket } from 'node:net';
 import { type Tracer, trace } from '@opentelemetry/api';
 import type { JwksFetch } from './auth/index.ts';
 import type { Broker } from './broker/broker.ts';
@@ -9,11 +7,9 @@ import { createBroker } from './broker/create-broker.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
 import { followControl } from './control.ts';
-import { countRejection, createEdge, type Edge } from './edge.ts';
-import { createFront } from './http/front.ts';
-import { sendProblem, writeProblem } from './http/problem.ts';
-import { serveHttp } from './http/server.ts';
-import { splitTarget, takeStream } from './http/stream.ts';
+import { createEdge, type Edge } from './edge.ts';
+import { createInternalServer } from './http/internal-server.ts';
+import { createPublicServer } from './http/public-server.ts';
 import { Hub } from './hub/hub.ts';
 import { errorFields, type Logger } from './log.ts';
 import { createMetrics, type GatewayMetrics } from './telemetry/metrics.ts';
@@ -33,11 +29,6 @@ export interface GatewayDeps {
   /** Where spans go; default the global tracer provider's (a no-op unless main.ts set one up). */
   readonly tracer?: Tracer;
 }
-
-/** Connections the kernel may hold for accept(); see listen() below. */
-const LISTEN_BACKLOG = 4096;
-/** How long ended streams may take to flush and close at shutdown before they are cut off (ms). */
-const STREAM_LINGER_MS = 2000;
 
 /** One gateway: broker, fan-out hub and HTTP server, wired together. */
 export interface Gateway {
@@ -103,66 +94,19 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     onClosed: (c, reason) => tracing.closed(c, reason, clock.now()),
     onError,
   });
-  const internal = createServer((req, res) => {
-    if (metrics !== undefined && req.method === 'GET' && splitTarget(req.url ?? '/').path === '/metrics')
-      return metrics.handle(req, res);
-    sendProblem(res, new HeraldError('HERALD_NOT_FOUND', 'the internal port serves GET /metrics only'));
-  });
-  const { retryAfterSeconds } = edge;
-  const stream = {
+  const internal = createInternalServer(metrics);
+  const publicServer = createPublicServer(config, {
     hub,
+    broker,
     edge,
     clock,
     tracing,
     releaseVersion: config.releaseVersion,
     maxTopics: config.maxTopics,
-    retryAfterSeconds,
-    onError,
-  };
-  const http = createServer({
-    // node:http counts this from the start of a request to the end of its body; a stream's request
-    // ends with its head, so streams are not cut by it (see the stream tests).
-    requestTimeout: config.requestTimeoutMs,
-    headersTimeout: config.headersTimeoutMs,
-    // node:http enforces both deadlines only when it checks its connections (every 30 s by
-    // default): check often enough that a trickled second request on a kept-alive connection is
-    // closed near its deadline.
-    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(config.headersTimeoutMs / 4))),
-    maxHeaderSize: config.maxHeaderBytes,
-    keepAliveTimeout: 5_000,
-    // The handler refuses a missing Host itself, with problem+json rather than an empty 400.
-    requireHostHeader: false,
-  });
-  serveHttp(http, {
-    hub,
-    broker,
-    edge,
-    stream,
-    publish: config,
-    retryAfterSeconds,
+    publishLimits: config,
     demoHtml: config.demo ? demoHtml() : undefined,
     onError,
-    clock,
   });
-  const headTimeout = new HeraldError(
-    'HERALD_REQUEST_TIMEOUT',
-    `the request head did not arrive whole within ${config.headersTimeoutMs} ms`,
-  );
-  const front = createFront({
-    http,
-    take: (socket, head) => takeStream(socket, head, stream),
-    maxHeadBytes: config.maxHeaderBytes,
-    headTimeoutMs: config.headersTimeoutMs,
-    headTimedOut: (socket) => {
-      countRejection(edge.stats, headTimeout);
-      writeProblem(socket, clock, headTimeout);
-    },
-  });
-  const server = front.server;
-  // node:http sets up its connection tracking (closeAllConnections, headersTimeout checks) when it
-  // starts listening; it never listens itself here, so it is told when the front does.
-  server.on('listening', () => http.emit('listening'));
-
   followControl(broker, hub, config.releaseVersion, log);
 
   let shuttingDown: Promise<void> | undefined;
@@ -171,51 +115,23 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     broker,
     edge,
     metrics,
-    metricsPort: () => (internal.listening ? (internal.address() as AddressInfo).port : 0),
+    metricsPort: () => internal.port(),
     async listen() {
       await edge.auth.start();
       await broker.start();
-      if (metrics !== undefined) {
-        await new Promise<void>((resolve, reject) => {
-          internal.once('error', reject);
-          internal.listen(config.metricsPort, config.host, () => {
-            internal.off('error', reject);
-            resolve();
-          });
-        });
-      }
+      if (metrics !== undefined) await internal.listen(config.metricsPort, config.host);
       hub.start();
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        // A reconnect storm arrives all at once: past a full accept queue (Node's default 511) the
-        // kernel drops handshakes and clients wait out a SYN retransmit (1 s, then 3 s, …). The
-        // kernel caps this at net.core.somaxconn.
-        server.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG }, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-      return (server.address() as AddressInfo).port;
+      return publicServer.listen();
     },
     shutdown() {
       shuttingDown ??= (async () => {
         log('info', 'draining', { connections: hub.size, windowMs: config.drainMs });
         await hub.drain(config.drainMs);
         hub.stop();
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        front.destroyPending();
-        http.closeAllConnections();
-        // Stops node:http's connection checks; it answers "not running", which is expected.
-        http.close(() => {});
-        // Ended streams get a moment to deliver their last bytes (the retry: line); a client that
-        // takes none of it, or never closes its side, is then cut off.
-        const linger = clock.setTimeout(() => front.destroyAll(), STREAM_LINGER_MS);
-        await closed;
-        clock.clearTimeout(linger);
+        await publicServer.close();
         await broker.close();
         edge.auth.close();
-        if (internal.listening) await new Promise<void>((resolve) => internal.close(() => resolve()));
-        internal.closeAllConnections();
+        await internal.close();
         await metrics?.close();
         log('info', 'stopped');
       })();
@@ -223,8 +139,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     },
     dropConnections() {
       for (const c of hub.connections()) (c.sink as Socket).destroy();
-      front.destroyPending();
-      http.closeAllConnections();
+      publicServer.dropConnections();
     },
   };
 }

@@ -1,32 +1,17 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { formatCursor, HeraldError } from '@herald/protocol';
-import { SpanStatusCode } from '@opentelemetry/api';
-import { credentialsOf } from '../auth/index.ts';
-import type { Broker } from '../broker/broker.ts';
-import type { Clock } from '../clock.ts';
-import { countRejection, type Edge } from '../edge.ts';
-import type { Hub } from '../hub/hub.ts';
-import { type PublishLimits, parsePublish } from '../publish.ts';
-import { readJson } from './body.ts';
+import { HeraldError } from '@herald/protocol';
+import { countRejection } from '../edge.ts';
 import { closeAfterAnswer, isClosing } from './close.ts';
 import { retryHeaders, sendJson, sendProblem, singleHeader, writeProblem } from './problem.ts';
+import { handlePublish, type PublishDeps } from './publish-handler.ts';
 import { acceptStream, type StreamDeps, splitTarget } from './stream.ts';
 
-export interface HandlerDeps {
-  readonly hub: Hub;
-  readonly broker: Broker;
-  readonly edge: Edge;
-  readonly stream: StreamDeps;
-  readonly publish: PublishLimits & { readonly maxBodyBytes: number };
-  /** Retry-After for 503s, in seconds. */
-  readonly retryAfterSeconds: number;
+/** Everything the public port's handlers use: one flat set; each handler takes the part it needs. */
+export interface HttpDeps extends StreamDeps, PublishDeps {
   /** The demo page, when enabled. */
   readonly demoHtml: Buffer | undefined;
-  readonly onError: (err: unknown, context: string) => void;
-  /** Times the graceful close after a last answer (see close.ts). */
-  readonly clock: Clock;
 }
 
 type Route = (req: IncomingMessage, res: ServerResponse, query: URLSearchParams) => void | Promise<void>;
@@ -64,13 +49,8 @@ function parserRefusal(err: Error & { code?: string; reason?: string }): HeraldE
  * a refusal from the parser is written only when it cannot be taken for the answer to an earlier
  * request on the same connection.
  */
-export function serveHttp(server: Server, deps: HandlerDeps): void {
+export function serveHttp(server: Server, deps: HttpDeps): void {
   const { hub, broker, edge, clock } = deps;
-  const unavailable = (detail: string, cause?: unknown) =>
-    new HeraldError('HERALD_BROKER_UNAVAILABLE', detail, {
-      cause,
-      extra: { retryAfter: deps.retryAfterSeconds },
-    });
 
   const routes: Record<string, Partial<Record<string, Route>>> = {
     '/v1/stream': {
@@ -79,7 +59,7 @@ export function serveHttp(server: Server, deps: HandlerDeps): void {
       GET: (req, res, query) => {
         // Its answer is the stream, written to the socket as it is: no refusal can follow it.
         streams.add(res);
-        const accept = () => acceptStream(req.socket, { query, headers: req.headers }, deps.stream);
+        const accept = () => acceptStream(req.socket, { query, headers: req.headers }, deps);
         // A pipelined request waits for the responses before it (node:http hands the socket to its
         // response then); written at once, the stream head would overtake them and they would land
         // inside the event stream.
@@ -87,53 +67,7 @@ export function serveHttp(server: Server, deps: HandlerDeps): void {
         else return accept();
       },
     },
-    '/v1/publish': {
-      POST: async (req, res, query) => {
-        // Who is asking comes first: an unauthenticated body is never read.
-        const principal = await edge.auth.authenticate(
-          credentialsOf({ headers: req.headers, query }, edge.credentials),
-        );
-        const type = req.headers['content-type'] ?? '';
-        if (!/^application\/json\s*(;|$)/i.test(type)) {
-          throw new HeraldError(
-            'HERALD_CONTENT_TYPE',
-            `Content-Type is ${JSON.stringify(type)}; send application/json`,
-          );
-        }
-        const body = await readJson(req, deps.publish.maxBodyBytes);
-        const key = req.headers['idempotency-key'];
-        const parsed = parsePublish(body, typeof key === 'string' ? key : undefined, deps.publish);
-        edge.auth.authorize(
-          principal,
-          'publish',
-          parsed.messages.map((m) => m.topic),
-        );
-        // Answered meanwhile (its deadline passed while the body arrived): nothing may be stored.
-        if (res.headersSent) return;
-        if (!broker.ready) throw unavailable('the broker is not connected; retry later');
-        const { span, traceparent } = deps.stream.tracing.publish(req.headers, parsed.messages.length);
-        let acks: Awaited<ReturnType<Broker['publish']>>;
-        try {
-          acks = await broker.publish(
-            traceparent === undefined ? parsed.messages : parsed.messages.map((m) => ({ ...m, traceparent })),
-          );
-        } catch (cause) {
-          span.setStatus({ code: SpanStatusCode.ERROR, message: 'HERALD_BROKER_UNAVAILABLE' });
-          throw unavailable(
-            'the broker did not confirm the messages; retry, with the same Idempotency-Key so that none is stored twice',
-            cause,
-          );
-        } finally {
-          span.end();
-        }
-        edge.stats.published += acks.filter((a) => !a.duplicate).length;
-        const results = acks.map((a) => ({
-          id: formatCursor({ epoch: a.epoch, seq: a.seq }),
-          duplicate: a.duplicate,
-        }));
-        sendJson(res, 200, parsed.batch ? { results } : results[0]);
-      },
-    },
+    '/v1/publish': { POST: (req, res, query) => handlePublish(req, res, query, deps) },
     '/healthz': { GET: (_req, res) => sendJson(res, 200, { status: 'ok' }) },
     '/readyz': {
       GET: (_req, res) => {
@@ -223,7 +157,7 @@ export function serveHttp(server: Server, deps: HandlerDeps): void {
     if (res.writableEnded) return;
     countRejection(edge.stats, err);
     lastIfBodyPending(req, res);
-    sendProblem(res, err, retryHeaders(err, deps.retryAfterSeconds));
+    sendProblem(res, err, retryHeaders(err, edge.retryAfterSeconds));
   };
 
   /**

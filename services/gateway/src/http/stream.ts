@@ -17,8 +17,6 @@ export interface StreamDeps {
   readonly tracing: StreamTracing;
   readonly releaseVersion: string;
   readonly maxTopics: number;
-  /** Retry-After for 503s, in seconds. */
-  readonly retryAfterSeconds: number;
   readonly onError: (err: unknown, context: string) => void;
 }
 
@@ -155,7 +153,7 @@ export async function acceptStream(socket: Socket, req: StreamRequest, deps: Str
     deps.tracing.refused(span, err);
     writeProblem(socket, deps.clock, err, {
       ...cors.headers,
-      ...retryHeaders(err, deps.retryAfterSeconds),
+      ...retryHeaders(err, edge.retryAfterSeconds),
     });
   }
 }
