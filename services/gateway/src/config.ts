@@ -247,7 +247,7 @@ export const settings = {
     HOUR,
     SECOND,
     7 * DAY,
-    'How long fetched keys keep verifying while the JWKS endpoint fails (ms); then tokens get 503.',
+    'How long fetched keys keep verifying while the JWKS endpoint fails (ms); then tokens get 503. At least HERALD_JWKS_REFRESH_MS.',
   ),
   HERALD_JWT_ALGORITHMS: str(
     'jwtAlgorithms',
@@ -429,7 +429,10 @@ function parseOne(name: string, s: Setting, raw: string): unknown {
   }
 }
 
-/** Bounds between settings, checked after each is parsed on its own. */
+/**
+ * Bounds between settings, checked after each is parsed on its own. The modules the settings go
+ * to (auth, admission, ...) take them as given: bounds, defaults and these relations are only here.
+ */
 function checkTogether(config: Config): Config {
   // node:http refuses a head deadline longer than the whole request's.
   if (config.requestTimeoutMs < config.headersTimeoutMs)
@@ -437,7 +440,26 @@ function checkTogether(config: Config): Config {
       'HERALD_REQUEST_TIMEOUT_MS',
       `must be at least HERALD_HEADERS_TIMEOUT_MS (${config.headersTimeoutMs}), got ${config.requestTimeoutMs}`,
     );
+  // Otherwise fetched keys would lapse between two refreshes even while the endpoint answers.
+  if (config.jwksMaxStaleMs < config.jwksRefreshMs)
+    throw new ConfigError(
+      'HERALD_JWKS_MAX_STALE_MS',
+      `must be at least HERALD_JWKS_REFRESH_MS (${config.jwksRefreshMs}), got ${config.jwksMaxStaleMs}`,
+    );
   return config;
+}
+
+/**
+ * The connect token bucket's size: HERALD_CONNECT_BURST, or when that is 0 one second's worth of
+ * HERALD_CONNECT_RATE; at least 1 (also without a rate, where it is unused).
+ */
+export function connectBurstOf(config: Pick<Config, 'connectRate' | 'connectBurst'>): number {
+  return config.connectBurst > 0 ? config.connectBurst : Math.max(1, Math.ceil(config.connectRate));
+}
+
+/** HERALD_RETRY_MS as a `Retry-After` base: whole seconds, rounded up, never 0 (which means "now"). */
+export function retryAfterSecondsOf(config: Pick<Config, 'retryMs'>): number {
+  return Math.max(1, Math.ceil(config.retryMs / 1000));
 }
 
 /**
@@ -458,7 +480,11 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   return checkTogether(Object.freeze(out) as Config);
 }
 
-/** Defaults for every setting, with overrides: for tests and embedding. */
+/**
+ * Defaults for every setting, with overrides: for tests and embedding. Overrides are taken as
+ * given, not held to each setting's bounds (tests use deadlines shorter than an operator may set);
+ * the relations between settings are checked.
+ */
 export function defaultConfig(overrides: Partial<Config> = {}): Config {
   return checkTogether(Object.freeze({ ...parseConfig({}), ...overrides }));
 }

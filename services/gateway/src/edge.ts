@@ -1,6 +1,7 @@
 import { type ErrorCode, HeraldError } from '@herald/protocol';
-import { Admission, type AdmissionReason, TrustedProxies } from './admission/index.ts';
+import { Admission, type AdmissionOptions, type AdmissionReason, TrustedProxies } from './admission/index.ts';
 import {
+  type ApiKey,
   AuthConfigError,
   Authenticator,
   type AuthOptions,
@@ -10,9 +11,10 @@ import {
   type JwksFetch,
   loadKeyFile,
   parseApiKeys,
+  type VerificationKey,
 } from './auth/index.ts';
 import type { Clock } from './clock.ts';
-import { type Config, ConfigError } from './config.ts';
+import { type Config, ConfigError, connectBurstOf, retryAfterSecondsOf } from './config.ts';
 import { type CorsDecision, type CorsRequest, corsPolicy } from './cors/index.ts';
 import { fromFile } from './setting-file.ts';
 
@@ -90,21 +92,19 @@ export function countRejection(stats: EdgeStats, err: unknown, admission?: Admis
   stats.rejections[reason]++;
 }
 
-/** Which variable each auth option comes from, so a bad one is reported by the name the user set. */
+/**
+ * Which variable each auth option that `authOptions` checks comes from, so a bad one is reported by
+ * the name the user set. (Bounds are the config's, checked before.)
+ */
 const AUTH_VARIABLES: Record<string, string> = {
   mode: 'HERALD_AUTH',
   hmacSecrets: 'HERALD_JWT_SECRETS_FILE',
   publicKeys: 'HERALD_JWT_KEYS_FILE',
   jwksUrl: 'HERALD_JWKS_URL',
-  jwksRefreshMs: 'HERALD_JWKS_REFRESH_MS',
-  jwksMaxStaleMs: 'HERALD_JWKS_MAX_STALE_MS',
   algorithms: 'HERALD_JWT_ALGORITHMS',
   issuer: 'HERALD_JWT_ISSUER',
   audience: 'HERALD_JWT_AUDIENCE',
-  leewayMs: 'HERALD_JWT_LEEWAY_MS',
-  requireExp: 'HERALD_JWT_REQUIRE_EXP',
   cookieName: 'HERALD_AUTH_COOKIE',
-  queryToken: 'HERALD_AUTH_QUERY_TOKEN',
   apiKeys: 'HERALD_API_KEYS_FILE',
 };
 
@@ -122,17 +122,27 @@ const secretLines = (text: string) =>
     .filter((line) => line !== '' && !line.startsWith('#'))
     .map((line) => Buffer.from(line, 'utf8'));
 
-/** The auth options the config describes, with key files read. Throws ConfigError naming the variable. */
-export function authOptionsOf(config: Config, readFile: (path: string) => string): AuthOptions {
-  const settings: AuthSettings = {
+/** Key material from the files the config names, read and parsed. */
+export interface AuthKeys {
+  readonly hmacSecrets: readonly Uint8Array[];
+  readonly publicKeys: readonly VerificationKey[];
+  readonly apiKeys: readonly ApiKey[];
+}
+
+/**
+ * The auth settings the config describes, with the key material of its files (none unless
+ * given): the one way from `HERALD_*` settings to the auth module, bounds and defaults included.
+ */
+export function authSettingsOf(config: Config, keys: Partial<AuthKeys> = {}): AuthSettings {
+  return {
     mode: config.auth,
-    hmacSecrets: fromFile('HERALD_JWT_SECRETS_FILE', config.jwtSecretsFile, readFile, secretLines) ?? [],
-    publicKeys: fromFile('HERALD_JWT_KEYS_FILE', config.jwtKeysFile, readFile, loadKeyFile) ?? [],
-    apiKeys: fromFile('HERALD_API_KEYS_FILE', config.apiKeysFile, readFile, parseApiKeys) ?? [],
+    hmacSecrets: keys.hmacSecrets ?? [],
+    publicKeys: keys.publicKeys ?? [],
+    apiKeys: keys.apiKeys ?? [],
     jwksUrl: optional(config.jwksUrl),
     jwksRefreshMs: config.jwksRefreshMs,
     jwksMaxStaleMs: config.jwksMaxStaleMs,
-    ...(config.jwtAlgorithms === '' ? {} : { algorithms: list(config.jwtAlgorithms) }),
+    algorithms: config.jwtAlgorithms === '' ? undefined : list(config.jwtAlgorithms),
     issuer: optional(config.jwtIssuer),
     audience: optional(config.jwtAudience),
     leewayMs: config.jwtLeewayMs,
@@ -140,6 +150,15 @@ export function authOptionsOf(config: Config, readFile: (path: string) => string
     cookieName: optional(config.authCookie),
     queryToken: config.authQueryToken,
   };
+}
+
+/** The auth options the config describes, with key files read. Throws ConfigError naming the variable. */
+export function authOptionsOf(config: Config, readFile: (path: string) => string): AuthOptions {
+  const settings = authSettingsOf(config, {
+    hmacSecrets: fromFile('HERALD_JWT_SECRETS_FILE', config.jwtSecretsFile, readFile, secretLines),
+    publicKeys: fromFile('HERALD_JWT_KEYS_FILE', config.jwtKeysFile, readFile, loadKeyFile),
+    apiKeys: fromFile('HERALD_API_KEYS_FILE', config.apiKeysFile, readFile, parseApiKeys),
+  });
   try {
     return authOptions(settings);
   } catch (err) {
@@ -152,6 +171,18 @@ export function authOptionsOf(config: Config, readFile: (path: string) => string
       );
     throw new ConfigError(AUTH_VARIABLES[err.option] ?? 'HERALD_AUTH', err.message);
   }
+}
+
+/** Admission's limits as the config sets them: the one way from `HERALD_*` settings to admission. */
+export function admissionOptionsOf(config: Config): AdmissionOptions {
+  return {
+    maxConnections: config.maxConnections,
+    connectRate: config.connectRate,
+    connectBurst: connectBurstOf(config),
+    maxPerIp: config.maxConnectionsPerIp,
+    maxPerSubject: config.maxConnectionsPerSubject,
+    retryAfterSeconds: retryAfterSecondsOf(config),
+  };
 }
 
 export interface EdgeDeps {
@@ -178,25 +209,14 @@ export function createEdge(config: Config, deps: EdgeDeps): Edge {
   } catch (err) {
     throw new ConfigError('HERALD_TRUSTED_PROXIES', (err as Error).message);
   }
-  // Whole seconds for Retry-After, never 0 (which would mean "now").
-  const retryAfterSeconds = Math.max(1, Math.ceil(config.retryMs / 1000));
-  const admission = new Admission({
-    maxConnections: config.maxConnections,
-    connectRate: config.connectRate,
-    ...(config.connectBurst > 0 ? { connectBurst: config.connectBurst } : {}),
-    maxPerIp: config.maxConnectionsPerIp,
-    maxPerSubject: config.maxConnectionsPerSubject,
-    retryAfterSeconds,
-    clock: deps.clock,
-    random: deps.random,
-  });
+  const admission = new Admission({ ...admissionOptionsOf(config), clock: deps.clock, random: deps.random });
   return {
     auth,
     // As validated for the authenticator, not read again from the raw config.
     credentials: { cookieName: verified.cookieName, queryToken: verified.queryToken },
     cors,
     admission,
-    retryAfterSeconds,
+    retryAfterSeconds: retryAfterSecondsOf(config),
     clientAddress: (peer, forwardedFor) => proxies.clientAddress(peer, forwardedFor),
     tokenExpiryWarnMs: config.tokenExpiryWarnMs,
     stats: {

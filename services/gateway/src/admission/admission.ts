@@ -62,19 +62,23 @@ export type AdmissionRefusal =
 
 export type AdmissionDecision = { readonly ok: true; readonly ticket: AdmissionTicket } | AdmissionRefusal;
 
+/**
+ * Admission's limits as the config gives them (`HERALD_MAX_CONNECTIONS`, `HERALD_CONNECT_RATE`,
+ * ...): every one set and already within its bounds, which `config.ts` owns with the defaults.
+ */
 export interface AdmissionOptions {
-  /** Streams this pod holds at most; 0 = unlimited. Default 0. */
-  readonly maxConnections?: number;
-  /** New streams admitted per second, pod-wide (fractions allowed); 0 = unlimited. Default 0. */
-  readonly connectRate?: number;
-  /** New streams admitted at once before `connectRate` applies. Default one second's worth, at least 1. */
-  readonly connectBurst?: number;
-  /** Streams one address holds at most; 0 = unlimited. Default 0. */
-  readonly maxPerIp?: number;
-  /** Streams one authenticated subject holds at most; 0 = unlimited. Default 0. */
-  readonly maxPerSubject?: number;
-  /** Base of the jittered `Retry-After`, in seconds: answers spread over [base, 2·base]. Default 5. */
-  readonly retryAfterSeconds?: number;
+  /** Streams this pod holds at most; 0 = unlimited. */
+  readonly maxConnections: number;
+  /** New streams admitted per second, pod-wide (fractions allowed); 0 = unlimited. */
+  readonly connectRate: number;
+  /** New streams admitted at once before `connectRate` applies; a whole number ≥ 1. */
+  readonly connectBurst: number;
+  /** Streams one address holds at most; 0 = unlimited. */
+  readonly maxPerIp: number;
+  /** Streams one authenticated subject holds at most; 0 = unlimited. */
+  readonly maxPerSubject: number;
+  /** Base of the jittered `Retry-After`, whole seconds ≥ 1: answers spread over [base, 2·base]. */
+  readonly retryAfterSeconds: number;
   /** Time source for the rate limit; only `now()` is used. Default: the system clock. */
   readonly clock?: Pick<Clock, 'now'>;
   /** Uniform in [0, 1), for the jitter. Default `Math.random`. */
@@ -95,13 +99,6 @@ export function admissionError(refusal: AdmissionRefusal): HeraldError {
   return new HeraldError(refusal.code, refusal.detail, {
     extra: { limit: refusal.limit, retryAfter: refusal.retryAfterSeconds },
   });
-}
-
-function wholeAtLeast(name: string, value: number, min: number): number {
-  if (!(Number.isSafeInteger(value) && value >= min)) {
-    throw new RangeError(`${name} must be a whole number >= ${min}, got ${value}`);
-  }
-  return value;
 }
 
 /**
@@ -134,28 +131,20 @@ export class Admission {
     'subject-full': 0,
   };
 
-  constructor(options: AdmissionOptions = {}) {
-    this.#maxConnections = wholeAtLeast('maxConnections', options.maxConnections ?? 0, 0);
-    this.#maxPerIp = wholeAtLeast('maxPerIp', options.maxPerIp ?? 0, 0);
-    this.#maxPerSubject = wholeAtLeast('maxPerSubject', options.maxPerSubject ?? 0, 0);
-    this.#retryAfterSeconds = wholeAtLeast('retryAfterSeconds', options.retryAfterSeconds ?? 5, 1);
+  constructor(options: AdmissionOptions) {
+    this.#maxConnections = options.maxConnections;
+    this.#maxPerIp = options.maxPerIp;
+    this.#maxPerSubject = options.maxPerSubject;
+    this.#retryAfterSeconds = options.retryAfterSeconds;
     this.#random = options.random ?? Math.random;
-    const rate = options.connectRate ?? 0;
-    if (!(Number.isFinite(rate) && rate >= 0)) {
-      throw new RangeError(`connectRate must be a finite number >= 0, got ${rate}`);
-    }
-    this.#connectRate = rate;
-    this.#connectBurst = wholeAtLeast(
-      'connectBurst',
-      options.connectBurst ?? Math.max(1, Math.ceil(rate)),
-      1,
-    );
+    this.#connectRate = options.connectRate;
+    this.#connectBurst = options.connectBurst;
     this.#bucket =
-      rate === 0
+      options.connectRate === 0
         ? undefined
         : new TokenBucket({
-            ratePerSecond: rate,
-            burst: this.#connectBurst,
+            ratePerSecond: options.connectRate,
+            burst: options.connectBurst,
             ...(options.clock === undefined ? {} : { clock: options.clock }),
           });
   }

@@ -5,7 +5,7 @@ import { type AsymmetricAlgorithm, isHmacAlgorithm } from './algorithms.ts';
 import { ApiKeyRing } from './api-keys.ts';
 import type { Credentials } from './credentials.ts';
 import { grantsOf } from './grants.ts';
-import { JwksCache, type JwksFetch } from './jwks-cache.ts';
+import { JWKS_COOLDOWN_MS, JWKS_TIMEOUT_MS, JwksCache, type JwksFetch } from './jwks-cache.ts';
 import { keyFits, type VerificationKey } from './keys.ts';
 import type { AuthOptions } from './options.ts';
 import { ALL_ACCESS, type AuthAction, authorize, type Principal } from './principal.ts';
@@ -85,8 +85,8 @@ export class Authenticator {
               url: options.jwksUrl,
               refreshMs: options.jwksRefreshMs,
               maxStaleMs: options.jwksMaxStaleMs,
-              timeoutMs: options.jwksTimeoutMs,
-              cooldownMs: options.jwksCooldownMs,
+              timeoutMs: JWKS_TIMEOUT_MS,
+              cooldownMs: JWKS_COOLDOWN_MS,
             },
             clock,
             fetch,

@@ -16,10 +16,9 @@ export {
   QUERY_TOKEN_PARAM,
 } from './credentials.ts';
 export { GRANTS_CLAIM, type Grants, grantsOf, MAX_GRANT_PATTERNS } from './grants.ts';
-export { type JwksFetch, MAX_JWKS_BYTES } from './jwks-cache.ts';
+export { JWKS_COOLDOWN_MS, JWKS_TIMEOUT_MS, type JwksFetch, MAX_JWKS_BYTES } from './jwks-cache.ts';
 export { keysFromJwks, loadKeyFile, type VerificationKey } from './keys.ts';
 export {
-  AUTH_DEFAULTS,
   type AuthMode,
   type AuthOptions,
   type AuthSettings,

@@ -19,6 +19,16 @@ export interface JwksCacheOptions {
 /** An issuer publishes a handful of keys; anything far larger is a misconfigured URL. */
 export const MAX_JWKS_BYTES = 512 * 1024;
 
+/** How long one JWKS fetch may take (ms). Not a setting: an issuer's endpoint answers in far less. */
+export const JWKS_TIMEOUT_MS = 5_000;
+
+/**
+ * Least time between two JWKS fetches that are not the periodic refresh (a token with an unknown
+ * `kid`, or no usable keys), in ms, so a flood of random kids cannot hammer the endpoint. Not a
+ * setting: it bounds what a client can make the gateway do, not what the operator wants.
+ */
+export const JWKS_COOLDOWN_MS = 30_000;
+
 /** Why the last fetch failed, for the 503 detail; never holds a secret. */
 type Outcome = { readonly ok: true } | { readonly ok: false; readonly reason: string };
 

@@ -6,13 +6,23 @@ import { describe, it, type TestContext } from 'node:test';
 import { type ErrorCode, HeraldError } from '@herald/protocol';
 import { FakeClock } from '@herald/testkit';
 import { type JWTPayload, SignJWT } from 'jose';
-import { Authenticator, type AuthSettings, authOptions, type Credentials } from '../../src/auth/index.ts';
+import {
+  Authenticator,
+  type AuthSettings,
+  authOptions,
+  JWKS_COOLDOWN_MS as COOLDOWN,
+  type Credentials,
+  JWKS_TIMEOUT_MS,
+} from '../../src/auth/index.ts';
+import { defaultConfig } from '../../src/config.ts';
+import { authSettingsOf } from '../../src/edge.ts';
 
 const START = Date.UTC(2026, 0, 1);
 const SEC = START / 1000;
-const COOLDOWN = 30_000;
-const REFRESH = 300_000;
-const MAX_STALE = 3_600_000;
+/** The config's defaults (mode jwt, no keys); each test adds the JWKS URL. */
+const DEFAULTS = authSettingsOf(defaultConfig());
+const REFRESH = DEFAULTS.jwksRefreshMs;
+const MAX_STALE = DEFAULTS.jwksMaxStaleMs;
 
 interface Pair {
   readonly publicKey: KeyObject;
@@ -80,10 +90,7 @@ async function startJwksServer(t: TestContext, keys: object[]): Promise<JwksServ
 
 function authFor(t: TestContext, server: { url: string }, settings: Partial<AuthSettings> = {}) {
   const clock = new FakeClock(START);
-  const auth = new Authenticator(
-    authOptions({ mode: 'jwt', jwksUrl: server.url, jwksCooldownMs: COOLDOWN, ...settings }),
-    clock,
-  );
+  const auth = new Authenticator(authOptions({ ...DEFAULTS, jwksUrl: server.url, ...settings }), clock);
   t.after(() => auth.close());
   return { clock, auth };
 }
@@ -119,9 +126,9 @@ const kinds: ReadonlyArray<{ alg: string; pair: Pair; stranger: Pair }> = [
 
 for (const { alg, pair, stranger } of kinds) {
   describe(`auth-jwks - ${alg} keys from a JWKS URL`, () => {
-    const setup = async (t: TestContext) => {
+    const setup = async (t: TestContext, settings: Partial<AuthSettings> = {}) => {
       const server = await startJwksServer(t, [jwk(rsa, 'rsa-1'), jwk(ec, 'ec-1'), jwk(ed, 'ed-1')]);
-      const { clock, auth } = authFor(t, server);
+      const { clock, auth } = authFor(t, server, settings);
       await auth.start();
       return { server, clock, auth, kid: `${alg === 'RS256' ? 'rsa' : alg === 'ES256' ? 'ec' : 'ed'}-1` };
     };
@@ -142,7 +149,7 @@ for (const { alg, pair, stranger } of kinds) {
     });
 
     it('leeway: valid until 5 s past exp, expired from then on', async (t) => {
-      const { auth, clock, kid } = await setup(t);
+      const { auth, clock, kid } = await setup(t, { leewayMs: 5_000 });
       const token = await sign(pair, alg, kid);
       clock.tick(64_999);
       await accepted(auth, token);
@@ -251,7 +258,7 @@ describe('auth-jwks - fetching, caching and rotation', () => {
 
   it('endpoint down after keys were cached: they keep working until jwksMaxStaleMs, then HERALD_AUTH_UNAVAILABLE', async (t) => {
     const server = await startJwksServer(t, [jwk(rsa, 'rsa-1')]);
-    const { clock, auth } = authFor(t, server, { jwksRefreshMs: REFRESH, jwksMaxStaleMs: MAX_STALE });
+    const { clock, auth } = authFor(t, server);
     await auth.start();
     const token = await sign(rsa, 'RS256', 'rsa-1', { exp: SEC + 7200 });
     server.status = 503;
@@ -265,13 +272,13 @@ describe('auth-jwks - fetching, caching and rotation', () => {
     await accepted(auth, token);
   });
 
-  it('a fetch that does not answer is abandoned after jwksTimeoutMs on the clock', async (t) => {
+  it('a fetch that does not answer is abandoned after JWKS_TIMEOUT_MS on the clock', async (t) => {
     const server = await startJwksServer(t, [jwk(rsa, 'rsa-1')]);
     server.hang = true;
-    const { clock, auth } = authFor(t, server, { jwksTimeoutMs: 5_000 });
+    const { clock, auth } = authFor(t, server);
     const started = auth.start();
     await server.untilRequests(1);
-    clock.tick(5_000);
+    clock.tick(JWKS_TIMEOUT_MS);
     await started;
     await refused(auth, await sign(rsa, 'RS256', 'rsa-1'), 'HERALD_AUTH_UNAVAILABLE', /timed out/);
   });

@@ -7,12 +7,19 @@ import {
   ADMISSION_REASONS,
   Admission,
   type AdmissionDecision,
+  type AdmissionOptions,
   type AdmissionReason,
   type AdmissionRefusal,
   type AdmissionTicket,
   admissionError,
   jitterSeconds,
 } from '../../src/admission/index.ts';
+import { defaultConfig, parseConfig } from '../../src/config.ts';
+import { admissionOptionsOf } from '../../src/edge.ts';
+
+/** Admission with the config's default limits, and `options` over them. */
+const admission = (options: Partial<AdmissionOptions>) =>
+  new Admission({ ...admissionOptionsOf(defaultConfig()), ...options });
 
 function admitted(d: AdmissionDecision): AdmissionTicket {
   assert.ok(d.ok, `expected admission, got ${d.ok ? '' : d.reason}`);
@@ -28,7 +35,7 @@ const a = (ip: string, subject?: string) => ({ ip, subject });
 
 describe('admission', () => {
   it('admits within every limit; open and perIp track held streams', () => {
-    const adm = new Admission({ maxConnections: 10, maxPerIp: 5, maxPerSubject: 5 });
+    const adm = admission({ maxConnections: 10, maxPerIp: 5, maxPerSubject: 5 });
     const t1 = admitted(adm.admit(a('10.0.0.1', 'alice')));
     const t2 = admitted(adm.admit(a('10.0.0.2')));
     assert.equal(adm.open, 2);
@@ -43,7 +50,7 @@ describe('admission', () => {
 
   it('connection cap answers 503 HERALD_OVERLOADED with a jittered Retry-After', () => {
     let r = 0;
-    const adm = new Admission({ maxConnections: 2, retryAfterSeconds: 5, random: () => r });
+    const adm = admission({ maxConnections: 2, retryAfterSeconds: 5, random: () => r });
     admitted(adm.admit(a('1.1.1.1')));
     admitted(adm.admit(a('2.2.2.2')));
     const refusal = refused(adm.admit(a('3.3.3.3')));
@@ -80,7 +87,7 @@ describe('admission', () => {
   });
 
   it('per-IP cap answers 429 HERALD_RATE_LIMITED (reason ip-full); other addresses still get in', () => {
-    const adm = new Admission({ maxPerIp: 2, random: () => 0 });
+    const adm = admission({ maxPerIp: 2, retryAfterSeconds: 5, random: () => 0 });
     const t = admitted(adm.admit(a('10.0.0.1')));
     admitted(adm.admit(a('10.0.0.1')));
     const refusal = refused(adm.admit(a('10.0.0.1')));
@@ -97,7 +104,7 @@ describe('admission', () => {
   });
 
   it('per-subject cap counts a user across addresses; anonymous streams are not subject-capped', () => {
-    const adm = new Admission({ maxPerSubject: 1 });
+    const adm = admission({ maxPerSubject: 1 });
     admitted(adm.admit(a('10.0.0.1', 'alice')));
     const refusal = refused(adm.admit(a('10.0.0.2', 'alice')));
     assert.equal(refusal.reason, 'subject-full');
@@ -113,7 +120,7 @@ describe('admission', () => {
 
   it('connect rate - a reconnect storm gets a burst through; the rest get 429 with a Retry-After no earlier than the next token', () => {
     const clock = new FakeClock();
-    const adm = new Admission({
+    const adm = admission({
       connectRate: 0.1,
       connectBurst: 3,
       retryAfterSeconds: 1,
@@ -133,7 +140,7 @@ describe('admission', () => {
   });
 
   it('connect rate - the jitter still spreads refusals when the next token is due sooner', () => {
-    const adm = new Admission({
+    const adm = admission({
       connectRate: 100,
       connectBurst: 1,
       retryAfterSeconds: 5,
@@ -145,7 +152,7 @@ describe('admission', () => {
 
   it('a refusal for a cap does not burn a rate token (caps are checked first)', () => {
     const clock = new FakeClock();
-    const adm = new Admission({ connectRate: 1, connectBurst: 2, maxPerIp: 1, maxConnections: 3, clock });
+    const adm = admission({ connectRate: 1, connectBurst: 2, maxPerIp: 1, maxConnections: 3, clock });
     admitted(adm.admit(a('10.0.0.1')));
     for (let i = 0; i < 5; i++) assert.equal(refused(adm.admit(a('10.0.0.1'))).reason, 'ip-full');
     admitted(adm.admit(a('10.0.0.2')));
@@ -154,7 +161,7 @@ describe('admission', () => {
 
   it('checks run in order: pod cap, address cap, subject cap, rate', () => {
     const clock = new FakeClock();
-    const adm = new Admission({
+    const adm = admission({
       maxConnections: 1,
       maxPerIp: 1,
       maxPerSubject: 1,
@@ -164,7 +171,7 @@ describe('admission', () => {
     });
     admitted(adm.admit(a('10.0.0.1', 'alice')));
     assert.equal(refused(adm.admit(a('10.0.0.1', 'alice'))).reason, 'pod-full');
-    const wider = new Admission({ maxPerIp: 1, maxPerSubject: 1, connectRate: 1, connectBurst: 1, clock });
+    const wider = admission({ maxPerIp: 1, maxPerSubject: 1, connectRate: 1, connectBurst: 1, clock });
     admitted(wider.admit(a('10.0.0.1', 'alice')));
     assert.equal(refused(wider.admit(a('10.0.0.1', 'alice'))).reason, 'ip-full');
     assert.equal(refused(wider.admit(a('10.0.0.2', 'alice'))).reason, 'subject-full');
@@ -172,7 +179,7 @@ describe('admission', () => {
   });
 
   it('ticket.release() is idempotent: a second call does not double-free', () => {
-    const adm = new Admission({ maxConnections: 2, maxPerIp: 2, maxPerSubject: 2 });
+    const adm = admission({ maxConnections: 2, maxPerIp: 2, maxPerSubject: 2 });
     const t1 = admitted(adm.admit(a('10.0.0.1', 'alice')));
     const t2 = admitted(adm.admit(a('10.0.0.1', 'alice')));
     assert.equal(t1.released, false);
@@ -189,7 +196,7 @@ describe('admission', () => {
   });
 
   it('counts every refusal by reason, as a frozen snapshot', () => {
-    const adm = new Admission({ maxConnections: 1 });
+    const adm = admission({ maxConnections: 1 });
     assert.deepEqual(adm.counts(), { 'pod-full': 0, rate: 0, 'ip-full': 0, 'subject-full': 0 });
     admitted(adm.admit(a('1.1.1.1')));
     refused(adm.admit(a('1.1.1.1')));
@@ -203,7 +210,7 @@ describe('admission', () => {
   });
 
   it('admissionError turns a refusal into the problem error, with limit and retryAfter', () => {
-    const adm = new Admission({ maxConnections: 1, random: () => 0 });
+    const adm = admission({ maxConnections: 1, retryAfterSeconds: 5, random: () => 0 });
     admitted(adm.admit(a('1.1.1.1')));
     const err = admissionError(refused(adm.admit(a('1.1.1.1'))));
     assert.ok(err instanceof HeraldError);
@@ -212,16 +219,30 @@ describe('admission', () => {
     assert.deepEqual(err.extra, { limit: 1, retryAfter: 5 });
   });
 
-  it('refuses invalid options, naming them', () => {
-    const cases: Array<[ConstructorParameters<typeof Admission>[0], RegExp]> = [
-      [{ maxConnections: -1 }, /^RangeError: maxConnections must be a whole number >= 0, got -1$/],
-      [{ maxPerIp: 1.5 }, /^RangeError: maxPerIp/],
-      [{ maxPerSubject: Number.NaN }, /^RangeError: maxPerSubject/],
-      [{ retryAfterSeconds: 0 }, /^RangeError: retryAfterSeconds must be a whole number >= 1/],
-      [{ connectRate: -1 }, /^RangeError: connectRate/],
-      [{ connectRate: 5, connectBurst: 0 }, /^RangeError: connectBurst/],
-    ];
-    for (const [options, message] of cases) assert.throws(() => new Admission(options), message);
+  it('admissionOptionsOf takes each limit from its HERALD_ variable', () => {
+    assert.deepEqual(
+      admissionOptionsOf(
+        parseConfig({
+          HERALD_MAX_CONNECTIONS: '7',
+          HERALD_MAX_CONNECTIONS_PER_IP: '3',
+          HERALD_MAX_CONNECTIONS_PER_SUBJECT: '2',
+          HERALD_CONNECT_RATE: '5',
+          HERALD_CONNECT_BURST: '9',
+          HERALD_RETRY_MS: '2500',
+        }),
+      ),
+      {
+        maxConnections: 7,
+        maxPerIp: 3,
+        maxPerSubject: 2,
+        connectRate: 5,
+        connectBurst: 9,
+        retryAfterSeconds: 3,
+      },
+    );
+    const burst = (env: Record<string, string>) => admissionOptionsOf(parseConfig(env)).connectBurst;
+    assert.equal(burst({ HERALD_CONNECT_RATE: '5' }), 5, "HERALD_CONNECT_BURST 0 is one second's worth");
+    assert.equal(burst({}), 1, 'at least 1, also without a rate');
   });
 
   it('for any admit/release sequence: open = admitted − released, caps hold, maps hold no zero entries', () => {
@@ -242,7 +263,7 @@ describe('admission', () => {
         }),
         fc.array(op, { maxLength: 120 }),
         (limits, ops) => {
-          const adm = new Admission({ ...limits, random: () => 0 });
+          const adm = admission({ ...limits, random: () => 0 });
           const tickets: AdmissionTicket[] = [];
           const perIp = new Map<string, number>();
           const perSubject = new Map<string, number>();

@@ -12,6 +12,8 @@ import {
   type Credentials,
   loadKeyFile,
 } from '../../src/auth/index.ts';
+import { defaultConfig } from '../../src/config.ts';
+import { authSettingsOf } from '../../src/edge.ts';
 
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const rsaOther = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -43,9 +45,10 @@ function sign(
 
 const jwt = (token: string): Credentials => ({ kind: 'jwt', token, source: 'header' });
 
-function setup(settings: Omit<AuthSettings, 'mode'>) {
+/** The config's defaults (mode jwt, no keys), with `settings` over them. */
+function setup(settings: Partial<AuthSettings>) {
   const clock = new FakeClock(START);
-  const auth = new Authenticator(authOptions({ mode: 'jwt', ...settings }), clock);
+  const auth = new Authenticator(authOptions({ ...authSettingsOf(defaultConfig()), ...settings }), clock);
   return { clock, auth };
 }
 
@@ -66,7 +69,7 @@ interface KeyKind {
   readonly alg: string;
   readonly signer: KeyObject | Uint8Array;
   readonly stranger: KeyObject | Uint8Array;
-  readonly settings: Omit<AuthSettings, 'mode'>;
+  readonly settings: Partial<AuthSettings>;
 }
 
 const kinds: readonly KeyKind[] = [
@@ -159,7 +162,7 @@ for (const kind of kinds) {
     });
 
     it('leeway: valid until 5 s past exp, expired from then on', async () => {
-      const { auth, clock } = setup(kind.settings);
+      const { auth, clock } = setup({ ...kind.settings, leewayMs: 5_000 });
       const token = await sign(kind.signer, kind.alg);
       clock.tick(64_999);
       assert.equal((await auth.authenticate(jwt(token))).via, 'jwt');
@@ -176,8 +179,8 @@ for (const kind of kinds) {
   });
 }
 
-describe('auth - leeway (5 s by default) on exp, nbf and iat', () => {
-  const settings = { hmacSecrets: [secret] };
+describe('auth - leeway (here 5 s) on exp, nbf and iat', () => {
+  const settings = { hmacSecrets: [secret], leewayMs: 5_000 };
 
   it('exp: valid until 5 s past it, expired from then on', async () => {
     const { auth, clock } = setup(settings);
@@ -356,7 +359,10 @@ describe('auth - credentials other than a token', () => {
   });
 
   it('mode none gives every request an all-access principal without looking at credentials', async () => {
-    const auth = new Authenticator(authOptions({ mode: 'none' }), new FakeClock(START));
+    const auth = new Authenticator(
+      authOptions(authSettingsOf(defaultConfig({ auth: 'none' }))),
+      new FakeClock(START),
+    );
     for (const c of [{ kind: 'none' }, jwt('garbage'), { kind: 'apiKey', key: 'nope' }] as const)
       assert.equal(await auth.authenticate(c), ALL_ACCESS);
     auth.authorize(ALL_ACCESS, 'publish', ['anything.at.all']);

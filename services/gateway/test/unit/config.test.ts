@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { StreamConfig } from '@nats-io/jetstream';
-import { ConfigError, parseConfig, settings, streamProblems } from '../../src/internal.ts';
+import { connectBurstOf, retryAfterSecondsOf } from '../../src/config.ts';
+import { ConfigError, defaultConfig, parseConfig, settings, streamProblems } from '../../src/internal.ts';
 
 describe('config', () => {
   it('defaults every setting and freezes the result', () => {
@@ -40,6 +41,36 @@ describe('config', () => {
         { HERALD_HEADERS_TIMEOUT_MS: '20000', HERALD_REQUEST_TIMEOUT_MS: '15000' },
         /^HERALD_REQUEST_TIMEOUT_MS: must be at least HERALD_HEADERS_TIMEOUT_MS \(20000\), got 15000/,
       ],
+      // Auth and admission take these as given: their bounds are only here.
+      [
+        { HERALD_JWKS_REFRESH_MS: '999' },
+        /^HERALD_JWKS_REFRESH_MS: must be between 1000 and 86400000, got 999/,
+      ],
+      [
+        { HERALD_JWKS_MAX_STALE_MS: '604800001' },
+        /^HERALD_JWKS_MAX_STALE_MS: must be between 1000 and 604800000/,
+      ],
+      [
+        { HERALD_JWKS_REFRESH_MS: '60000', HERALD_JWKS_MAX_STALE_MS: '1000' },
+        /^HERALD_JWKS_MAX_STALE_MS: must be at least HERALD_JWKS_REFRESH_MS \(60000\), got 1000/,
+      ],
+      [
+        { HERALD_JWKS_REFRESH_MS: '7200000' },
+        /^HERALD_JWKS_MAX_STALE_MS: must be at least HERALD_JWKS_REFRESH_MS \(7200000\), got 3600000/,
+      ],
+      [{ HERALD_JWT_LEEWAY_MS: '-1' }, /^HERALD_JWT_LEEWAY_MS: expected a whole number/],
+      [{ HERALD_JWT_LEEWAY_MS: '300001' }, /^HERALD_JWT_LEEWAY_MS: must be between 0 and 300000/],
+      [{ HERALD_JWT_REQUIRE_EXP: 'no' }, /^HERALD_JWT_REQUIRE_EXP: expected 1, 0, true or false/],
+      [{ HERALD_AUTH_QUERY_TOKEN: 'yes' }, /^HERALD_AUTH_QUERY_TOKEN: expected 1, 0, true or false/],
+      [{ HERALD_AUTH: 'off' }, /^HERALD_AUTH: expected one of jwt, none/],
+      [{ HERALD_MAX_CONNECTIONS: '-1' }, /^HERALD_MAX_CONNECTIONS: expected a whole number/],
+      [{ HERALD_MAX_CONNECTIONS_PER_IP: '1.5' }, /^HERALD_MAX_CONNECTIONS_PER_IP: expected a whole number/],
+      [
+        { HERALD_MAX_CONNECTIONS_PER_SUBJECT: 'NaN' },
+        /^HERALD_MAX_CONNECTIONS_PER_SUBJECT: expected a whole/,
+      ],
+      [{ HERALD_CONNECT_RATE: '1000001' }, /^HERALD_CONNECT_RATE: must be between 0 and 1000000/],
+      [{ HERALD_CONNECT_BURST: '-5' }, /^HERALD_CONNECT_BURST: expected a whole number/],
     ];
     for (const [env, message] of cases) {
       assert.throws(
@@ -51,6 +82,22 @@ describe('config', () => {
       () => parseConfig({ PATH: '/bin', NODE_OPTIONS: '' }),
       'other variables are not ours',
     );
+  });
+
+  it('defaultConfig checks the relations between its overrides', () => {
+    assert.throws(
+      () => defaultConfig({ jwksRefreshMs: 60_000, jwksMaxStaleMs: 1_000 }),
+      (err: unknown) => err instanceof ConfigError && err.variable === 'HERALD_JWKS_MAX_STALE_MS',
+    );
+  });
+
+  it("derives the connect burst (0: one second's worth of the rate) and the Retry-After base", () => {
+    assert.equal(connectBurstOf({ connectRate: 5, connectBurst: 9 }), 9);
+    assert.equal(connectBurstOf({ connectRate: 5, connectBurst: 0 }), 5);
+    assert.equal(connectBurstOf({ connectRate: 0, connectBurst: 0 }), 1, 'at least 1, though unused');
+    assert.equal(retryAfterSecondsOf({ retryMs: 2000 }), 2);
+    assert.equal(retryAfterSecondsOf({ retryMs: 2001 }), 3, 'rounded up');
+    assert.equal(retryAfterSecondsOf({ retryMs: 0 }), 1, 'never 0, which would mean now');
   });
 });
 
