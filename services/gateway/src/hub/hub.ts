@@ -28,8 +28,8 @@ export interface HubOptions {
   readonly retryMs: number;
   /** Events the ring of recent events holds at most. */
   readonly ringSize: number;
-  /** Frame bytes the ring holds at most. Default 64 MiB. */
-  readonly ringMaxBytes?: number;
+  /** Frame bytes the ring holds at most. */
+  readonly ringMaxBytes: number;
   readonly releaseVersion: string;
   /**
    * Log replays running at once, each holding its slot until its client is caught up, so clients
@@ -47,9 +47,8 @@ export interface HubOptions {
   /**
    * A connection with more than this many bytes still waiting to be sent when more is due is a
    * slow consumer: it is dropped, and its client resumes from its cursor when it comes back.
-   * Default 1 MiB.
    */
-  readonly maxQueuedBytes?: number;
+  readonly maxQueuedBytes: number;
   /** Called once per live event fanned out, with how many streams it went to (for metrics). */
   readonly onFanout?: (e: StoredEvent, streams: number) => void;
   /** A stream's resume is done: what it missed was sent (ring, log) or it was reset. For tracing. */
@@ -109,7 +108,7 @@ export class Hub {
     const state = broker.state();
     this.#head = state.last;
     this.#frames = new Frames(state.epoch);
-    this.#outbox = new Outbox(opts.maxQueuedBytes ?? 1024 * 1024, (c) => this.#drop(c, 'slow'));
+    this.#outbox = new Outbox(opts.maxQueuedBytes, (c) => this.#drop(c, 'slow'));
     this.#resumer = new Resumer(
       broker,
       this.#frames,
@@ -122,7 +121,7 @@ export class Hub {
       {
         clock: opts.clock,
         ringSize: opts.ringSize,
-        ringMaxBytes: opts.ringMaxBytes ?? 64 * 1024 * 1024,
+        ringMaxBytes: opts.ringMaxBytes,
         replayConcurrency: opts.replayConcurrency ?? 4,
         replayPage: opts.replayPage ?? 1000,
         aheadGraceMs: opts.aheadGraceMs ?? 0,

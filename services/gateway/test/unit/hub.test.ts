@@ -2,7 +2,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setImmediate as turn } from 'node:timers/promises';
 import { FakeClock } from '@herald/testkit';
-import { Hub, MemoryBroker, type ReplayRequest, type ReplayResult, type Sink } from '../../src/internal.ts';
+import {
+  defaultConfig,
+  Hub,
+  MemoryBroker,
+  type ReplayRequest,
+  type ReplayResult,
+  type Sink,
+} from '../../src/internal.ts';
 
 class RecordingSink implements Sink {
   writes: Buffer[] = [];
@@ -16,6 +23,10 @@ class RecordingSink implements Sink {
   }
 }
 
+/** The hub's settings that these tests leave at their defaults. */
+const { maxQueuedBytes, ringMaxBytes } = defaultConfig();
+const SETTINGS = { maxQueuedBytes, ringMaxBytes };
+
 function setup() {
   const clock = new FakeClock();
   const broker = new MemoryBroker({ clock, maxEvents: 1000, maxAgeMs: 60_000, dedupeWindowMs: 0 });
@@ -26,6 +37,7 @@ function setup() {
     retryMs: 1000,
     ringSize: 64,
     releaseVersion: 't',
+    ...SETTINGS,
   });
   hub.start();
   return { clock, broker, hub };
@@ -94,6 +106,7 @@ describe('Hub', () => {
       retryMs: 1000,
       ringSize: 16,
       releaseVersion: 't',
+      ...SETTINGS,
       replayConcurrency: 2,
     });
     hub.start();
@@ -149,6 +162,7 @@ describe('Hub', () => {
       retryMs: 1000,
       ringSize: 20,
       releaseVersion: 't',
+      ...SETTINGS,
       replayPage: 8,
     });
     hub.start();
@@ -192,6 +206,7 @@ describe('Hub', () => {
       retryMs: 1000,
       ringSize: 64,
       releaseVersion: 't',
+      ...SETTINGS,
       aheadGraceMs: 2000,
     });
     hub.start();
