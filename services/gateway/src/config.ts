@@ -1,6 +1,9 @@
 /**
  * Every setting of the gateway, parsed once from `HERALD_*` environment variables by one schema
  * and frozen. The README's settings table is generated from `settings` (`make docs`).
+ *
+ * Longer than other modules on purpose: it is the one table of settings (an entry each, with its
+ * bounds, default and documentation), and splitting it would make two owners of defaults.
  */
 
 interface IntSetting {
