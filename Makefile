@@ -18,7 +18,7 @@ KUBE := 'packages/testkit/test/kube.test.ts'
 CHART := 'charts/*/test/**/*.test.ts'
 BROWSER := 'services/*/test/browser/**/*.test.ts'
 
-.PHONY: build dist-test help deps dev run check lint format types unit test integration jetstream browser observability kube-tools kube chart docs docs-check dashboards dashboards-check bench bench-publish clean
+.PHONY: build dist-test image image-test help deps dev run check lint format types unit test integration jetstream browser observability kube-tools kube chart docs docs-check dashboards dashboards-check bench bench-publish clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -76,6 +76,13 @@ build: deps ## Compile the gateway to JavaScript (services/gateway/dist), as its
 dist-test: build ## The compiled gateway, run by plain node (no TypeScript), against real HTTP
 	$(NODE) --test --test-reporter=spec 'services/gateway/test/compiled/**/*.test.ts'
 
+image: build ## Container images without a container engine: .images/{gateway,nats-server,pause}.tar (docker/podman load, ctr import)
+	bash tools/nats-server.sh >/dev/null
+	$(NODE) tools/image/build.ts
+
+image-test: image ## The images: as the Dockerfile says, well-formed, reproducible, and they run (chroot, as root)
+	$(NODE) --test --test-reporter=spec --test-concurrency=1 'tools/image/test/**/*.test.ts'
+
 kube-tools: ## Build helm, etcd and kube-apiserver and extract the CRDs (tools/helm.sh, tools/kube.sh; long the first time)
 	bash tools/helm.sh >/dev/null
 	bash tools/kube.sh >/dev/null
@@ -87,7 +94,7 @@ kube: deps kube-tools ## The test bed: etcd and kube-apiserver with the chart's 
 chart: deps kube-tools ## The Helm chart: lint, template assertions, install/upgrade/uninstall on the test bed
 	$(NODE) --test --test-reporter=spec $(CHART)
 
-test: check integration jetstream browser observability kube chart dist-test ## Everything; what CI runs
+test: check integration jetstream browser observability kube chart dist-test image-test ## Everything; what CI runs
 
 docs: deps ## Regenerate the settings table in README.md
 	$(NODE) tools/settings-doc.ts --write

@@ -1,0 +1,3 @@
+module herald.dev/tools/image/pause
+
+go 1.22
