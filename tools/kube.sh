@@ -5,9 +5,13 @@
 #   bash tools/kube.sh        prints the directory holding `etcd` and `kube-apiserver`
 #   bash tools/kube.sh crds   prints the directory holding the CRD manifests the chart needs
 #                             (Gateway API standard channel; ServiceMonitor, PrometheusRule)
+#   bash tools/kube.sh node   prints the directory holding what a real node and its control plane
+#                             add: kubelet, kube-proxy, kube-controller-manager, kube-scheduler and
+#                             kubectl (the one-node cluster of packages/testkit/src/cluster.ts)
 #
-# Binaries are built once into ~/.cache/herald/kube-<versions>/ (the first kube-apiserver build
-# takes many minutes on 2 CPUs; Go's own module and build caches keep later rebuilds short).
+# Binaries are built once into ~/.cache/herald/kube-<versions>/ and kube-node-<version>/ (the first
+# kube-apiserver build takes many minutes on 2 CPUs; Go's own module and build caches keep later
+# rebuilds short). Every Kubernetes binary comes from the same wrapper module and version ldflags.
 # Progress goes to stderr; stdout is only the path.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -17,6 +21,8 @@ gateway_version=v1.6.3
 promop_version=v0.85.0
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/herald"
 dir="$cache/kube-$kube_version-etcd-$etcd_version"
+node_dir="$cache/kube-node-$kube_version"
+node_cmds=(kubelet kube-proxy kube-controller-manager kube-scheduler kubectl)
 crds="$cache/crds-gateway-api-$gateway_version-prometheus-operator-$promop_version"
 
 die() {
@@ -84,15 +90,16 @@ build_etcd() {
   rm -rf "$tmp"
 }
 
-build_apiserver() {
-  [ -x "$dir/kube-apiserver" ] && return
-  need_go kube-apiserver
-  echo "herald: building kube-apiserver $kube_version (once; many minutes on 2 CPUs)" >&2
-  scratch kube-build
+# Writes the wrapper module for k8s.io/kubernetes into $tmp/go.mod and sets $ldflags.
+kube_wrapper() {
   local info gomod when minor
   info=$(download "k8s.io/kubernetes@$kube_version")
   gomod=$(json_field GoMod <<<"$info")
   when=$(json_field Time <<<"$info")
+  # `go mod download -json` leaves Time out when the module was already in the cache; the .info
+  # file beside it always has it.
+  [ -n "$when" ] || when=$(sed -n 's/.*"Time": *"\([^"]*\)".*/\1/p' "$(json_field Info <<<"$info")")
+  [ -n "$when" ] || die "no release time for k8s.io/kubernetes@$kube_version (for the version's buildDate)"
   [ -f "$gomod" ] || die "go mod download gave no go.mod for k8s.io/kubernetes@$kube_version"
   minor=${kube_version#v1.}
   # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging;
@@ -114,13 +121,23 @@ build_apiserver() {
     echo ')'
   } >"$tmp/go.mod"
   grep -q '=> k8s.io/api ' "$tmp/go.mod" || die "found no v0.0.0 staging modules in $gomod"
-  local ldflags="-s -w" key val
+  ldflags="-s -w"
+  local key val kv
   for kv in "gitVersion=$kube_version" "gitMajor=1" "gitMinor=${minor%%.*}" "gitTreeState=clean" \
     "buildDate=$(date -u -d "$when" +%Y-%m-%dT%H:%M:%SZ)"; do
     key=${kv%%=*}
     val=${kv#*=}
     ldflags+=" -X k8s.io/component-base/version.$key=$val -X k8s.io/client-go/pkg/version.$key=$val"
   done
+}
+
+build_apiserver() {
+  [ -x "$dir/kube-apiserver" ] && return
+  need_go kube-apiserver
+  echo "herald: building kube-apiserver $kube_version (once; many minutes on 2 CPUs)" >&2
+  scratch kube-build
+  local ldflags
+  kube_wrapper
   (
     cd "$tmp"
     GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$tmp/kube-apiserver" \
@@ -128,6 +145,31 @@ build_apiserver() {
   ) || die "building kube-apiserver $kube_version failed (see above; wrapper go.mod: $tmp/go.mod)"
   mkdir -p "$dir"
   mv "$tmp/kube-apiserver" "$dir/kube-apiserver"
+  rm -rf "$tmp"
+}
+
+# kubelet, kube-proxy, kube-controller-manager, kube-scheduler and kubectl: one `go build` of the
+# five commands (they share most packages with kube-apiserver, whose build cache they reuse).
+build_node() {
+  local c missing=()
+  for c in "${node_cmds[@]}"; do [ -x "$node_dir/$c" ] || missing+=("$c"); done
+  [ ${#missing[@]} -eq 0 ] && return
+  need_go "${missing[*]}"
+  echo "herald: building ${missing[*]} $kube_version (once; many minutes on 2 CPUs)" >&2
+  scratch kube-node-build
+  local ldflags pkgs=()
+  kube_wrapper
+  for c in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  mkdir "$tmp/bin"
+  (
+    cd "$tmp"
+    GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$tmp/bin/" "${pkgs[@]}" >&2
+  ) || die "building ${missing[*]} $kube_version failed (see above; wrapper go.mod: $tmp/go.mod)"
+  mkdir -p "$node_dir"
+  for c in "${missing[@]}"; do
+    [ -x "$tmp/bin/$c" ] || die "go build left no $c in $tmp/bin"
+    mv "$tmp/bin/$c" "$node_dir/$c"
+  done
   rm -rf "$tmp"
 }
 
@@ -150,5 +192,9 @@ case "${1:-}" in
     build_crds
     echo "$crds"
     ;;
-  *) die "usage: bash tools/kube.sh [crds]" ;;
+  node)
+    build_node
+    echo "$node_dir"
+    ;;
+  *) die "usage: bash tools/kube.sh [crds|node]" ;;
 esac
