@@ -11,23 +11,16 @@ import { join, posix } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { makeTempDir, removeTempDir } from '@herald/testkit';
 import { parse } from 'yaml';
-import { buildImages, type ImagesIndex } from '../build.ts';
+import { buildImages } from '../build.ts';
 import { MANIFESTS, REPO } from '../images.ts';
+import { builtImages, OUT } from './built.ts';
 import { copies, parseDockerfile, runSettings } from './dockerfile.ts';
 import { fileContent, type OpenedImage, openImage } from './read-image.ts';
 import { type Container, extractRootfs, requireRoot, runContainer } from './run-image.ts';
 
-const OUT = join(REPO, '.images');
 const NAMES = ['gateway', 'nats-server', 'pause'] as const;
 
-function builtIndex(): ImagesIndex {
-  const file = join(OUT, 'images.json');
-  if (!existsSync(file))
-    throw new Error(`${file} is missing: run \`make image\` first (make image-test does)`);
-  return JSON.parse(readFileSync(file, 'utf8'));
-}
-
-const index = builtIndex();
+const index = builtImages();
 const opened = new Map<string, OpenedImage>();
 function image(name: string): OpenedImage {
   let img = opened.get(name);
