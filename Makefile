@@ -80,8 +80,9 @@ image: build ## Container images without a container engine: .images/{gateway,na
 	bash tools/nats-server.sh >/dev/null
 	$(NODE) tools/image/build.ts
 
-image-test: image ## The images: as the Dockerfile says, well-formed, reproducible, podman loads them, they run (as root)
+image-test: image ## The images: as the Dockerfile says, well-formed, reproducible, ctr and podman load them, they run (root)
 	bash tools/image-podman.sh >/dev/null
+	bash tools/containerd.sh >/dev/null
 	$(NODE) --test --test-reporter=spec --test-concurrency=1 'tools/image/test/**/*.test.ts'
 
 kube-tools: ## Build helm, etcd and kube-apiserver and extract the CRDs (tools/helm.sh, tools/kube.sh; long the first time)
