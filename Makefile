@@ -16,9 +16,10 @@ INTEGRATION := 'services/*/test/integration/**/*.test.ts'
 JETSTREAM := 'packages/testkit/test/nats.test.ts' 'services/*/test/jetstream/**/*.test.ts'
 KUBE := 'packages/testkit/test/kube.test.ts'
 CHART := 'charts/*/test/**/*.test.ts'
+CLUSTER := 'packages/testkit/test/cluster.test.ts'
 BROWSER := 'services/*/test/browser/**/*.test.ts'
 
-.PHONY: build dist-test image image-test help deps dev run check lint format types unit test integration jetstream browser observability kube-tools kube chart docs docs-check dashboards dashboards-check bench bench-publish clean
+.PHONY: build dist-test image image-test help deps dev run check lint format types unit test integration jetstream browser observability kube-tools kube chart cluster-tools cluster docs docs-check dashboards dashboards-check bench bench-publish clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -95,6 +96,16 @@ kube: deps kube-tools ## The test bed: etcd and kube-apiserver with the chart's 
 
 chart: deps kube-tools ## The Helm chart: lint, template assertions, install/upgrade/uninstall on the test bed
 	$(NODE) --test --test-reporter=spec $(CHART)
+
+cluster-tools: ## Build what the one-node cluster runs: kubelet & co. (tools/kube.sh node), containerd & co. from Debian, CoreDNS, Traefik
+	bash tools/kube.sh >/dev/null
+	bash tools/kube.sh node >/dev/null
+	bash tools/containerd.sh >/dev/null
+	bash tools/coredns.sh >/dev/null
+	bash tools/traefik.sh >/dev/null
+
+cluster: deps cluster-tools image ## A one-node cluster in a network namespace runs a pod (root, cgroups; not in `make test` yet)
+	$(NODE) --test --test-reporter=spec --test-concurrency=1 $(CLUSTER)
 
 test: check integration jetstream browser observability kube chart dist-test image-test ## Everything; what CI runs
 

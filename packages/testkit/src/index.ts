@@ -7,6 +7,17 @@ export {
   writeTempFiles,
 } from './auth.ts';
 export { CHROMIUM_ARGS, chromiumPath, type LaunchChromiumOptions, launchChromium } from './chromium.ts';
+export {
+  type BuiltImage,
+  builtImages,
+  type Cluster,
+  type ClusterOptions,
+  type ClusterResponse,
+  ClusterUnavailableError,
+  clusterTools,
+  missingClusterPrerequisites,
+  startCluster,
+} from './cluster.ts';
 export { FakeClock } from './fake-clock.ts';
 export { type PublishResponse, postJson, streamPath } from './http-client.ts';
 export {

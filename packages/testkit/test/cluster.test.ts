@@ -1,0 +1,251 @@
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { builtImages, type Cluster, ClusterUnavailableError, startCluster } from '../src/cluster.ts';
+import { type HostFacts, KUBELET_SYSCTLS, missingOnHost, STATE_DIR } from '../src/cluster-host.ts';
+import { readLines } from '../src/log-lines.ts';
+import { until } from '../src/until.ts';
+
+/**
+ * `make cluster` (not part of `make test` yet): the one-node cluster of cluster.ts on this
+ * machine, with the images of `make image`. Needs root, network namespaces and cgroups; the
+ * tools build on the first run.
+ */
+
+const execFileAsync = promisify(execFile);
+
+/** What the cluster may touch on the machine, as it is now. */
+function machine() {
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((m) => /kubelet|containerd|herald-cluster|\/run\/netns/.test(m))
+    .sort();
+  const cgroups = readdirSync('/sys/fs/cgroup')
+    .flatMap((h) => {
+      try {
+        return readdirSync(`/sys/fs/cgroup/${h}`).map((d) => `${h}/${d}`);
+      } catch {
+        return [];
+      }
+    })
+    .filter((d) => /\/herald-/.test(d))
+    .sort();
+  const sysctls = Object.fromEntries(
+    KUBELET_SYSCTLS.map((k) => [
+      k,
+      existsSync(`/proc/sys/${k}`) ? readFileSync(`/proc/sys/${k}`, 'utf8').trim() : '',
+    ]),
+  );
+  const paths = [
+    '/var/lib/kubelet',
+    '/run/containerd',
+    '/var/log/containers',
+    '/var/log/pods',
+    '/var/lib/cni',
+    '/run/netns',
+    '/run/herald-cluster',
+  ].filter((p) => existsSync(p));
+  return { mounts, cgroups, sysctls, paths };
+}
+
+async function netnsList(): Promise<string> {
+  return (await execFileAsync('ip', ['netns', 'list'])).stdout;
+}
+
+async function rootAddresses(): Promise<string> {
+  return (await execFileAsync('ip', ['-o', 'addr'])).stdout;
+}
+
+/** Processes whose command line names `root` (the cluster's directory). */
+function processesNaming(root: string): string[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid)
+    .filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(root);
+      } catch {
+        return false;
+      }
+    });
+}
+
+interface Pod {
+  status?: {
+    phase?: string;
+    podIP?: string;
+    containerStatuses?: { ready: boolean; state?: Record<string, unknown> }[];
+  };
+}
+
+describe('cluster', () => {
+  it('cluster - a machine without root, network namespaces or cgroups is told what it lacks and that the other tests run without it', () => {
+    const fit: HostFacts = {
+      uid: 0,
+      netns: true,
+      programs: { ip: true, nsenter: true, umount: true },
+      overlay: true,
+      kmsg: true,
+      cgroups: {
+        version: 1,
+        writable: {
+          cpu: true,
+          cpuacct: true,
+          cpuset: true,
+          memory: true,
+          pids: true,
+          devices: true,
+          freezer: true,
+        },
+      },
+    };
+    assert.deepEqual(missingOnHost(fit), []);
+    const unfit = missingOnHost({
+      ...fit,
+      uid: 1000,
+      netns: false,
+      programs: { ip: true, nsenter: false, umount: true },
+      cgroups: { version: 1, writable: { cpu: true } },
+    });
+    const message = new ClusterUnavailableError(unfit).message;
+    assert.match(message, /root: .*uid 1000.*sudo make cluster/);
+    assert.match(message, /network namespaces/);
+    assert.match(message, /nsenter: install/);
+    assert.match(message, /cgroups: no writable \/sys\/fs\/cgroup\/cpuacct, .*\/sys\/fs\/cgroup\/freezer/);
+    assert.doesNotMatch(message, /\/sys\/fs\/cgroup\/cpu,/);
+    assert.match(message, /`make test` runs them/);
+    assert.match(
+      missingOnHost({ ...fit, cgroups: { version: 2, controllers: ['cpu', 'memory'] } }).join('\n'),
+      /v2 controllers cpuset, pids/,
+    );
+    assert.deepEqual(missingOnHost(), [], 'this machine has what the cluster needs');
+  });
+
+  it('cluster - a one-node cluster in its own network namespace runs a pod of a local image, deletes it, and stops leaving nothing behind', async (t) => {
+    const before = machine();
+    const beforeNetns = await netnsList();
+    // `make image`'s pause image: the sandbox of every pod, and here the pod's container too.
+    const pause = builtImages()['pause']!;
+
+    const started = Date.now();
+    let cluster: Cluster | undefined;
+    t.after(async () => {
+      if (cluster !== undefined && !cluster.logs().includes('# herald-cluster: stopped')) {
+        t.diagnostic(cluster.logs().split('\n').slice(-200).join('\n'));
+      }
+      await cluster?.stop();
+    });
+    cluster = await startCluster();
+    const c = cluster;
+    t.diagnostic(`cluster ready in ${Date.now() - started} ms: ${JSON.stringify(c.timings)}`);
+
+    // The node and its address exist only inside the namespace.
+    const node = (await c.request('GET', `/api/v1/nodes/${c.nodeName}`)).json as {
+      status: { addresses: { type: string; address: string }[] };
+    };
+    const internal = node.status.addresses.find((a) => a.type === 'InternalIP')?.address;
+    assert.ok(internal, 'the node has an InternalIP');
+    assert.ok(
+      !(await rootAddresses()).includes(` ${internal}/`),
+      `${internal} must not exist in the root namespace`,
+    );
+    const version = (await c.request('GET', '/version')).json as { gitVersion: string };
+    assert.match(await c.kubectl(['get', 'nodes', '-o', 'name']), new RegExp(`node/${c.nodeName}`));
+
+    // Cluster DNS answers through the kube-dns Service (kube-proxy's rules, CoreDNS).
+    const lookup = await execFileAsync('nsenter', [
+      `--net=/run/netns/${c.netns}`,
+      '--',
+      process.execPath,
+      '-e',
+      `const r = new (require('node:dns').promises.Resolver)(); r.setServers(['10.96.0.10']);
+       r.resolve4('kubernetes.default.svc.cluster.local').then((a) => console.log(a.join(',')), (e) => { console.error(e.message); process.exit(1); });`,
+    ]);
+    assert.equal(lookup.stdout.trim(), '10.96.0.1', 'kubernetes.default resolves to the API Service');
+
+    // A pod of the imported image runs, and is deleted.
+    const pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'pause', namespace: 'default' },
+      spec: {
+        containers: [{ name: 'pause', image: pause.ref, imagePullPolicy: 'Never' }],
+        terminationGracePeriodSeconds: 10,
+      },
+    };
+    const created = Date.now();
+    const res = await c.request('POST', '/api/v1/namespaces/default/pods', pod);
+    assert.equal(res.status, 201, res.body);
+    let last: Pod = {};
+    await until(
+      async () => {
+        last = (await c.request('GET', '/api/v1/namespaces/default/pods/pause')).json as Pod;
+        return last.status?.phase === 'Running' && last.status.containerStatuses?.[0]?.ready === true;
+      },
+      () => `pod default/pause Running: ${JSON.stringify(last.status)}`,
+      60_000,
+    );
+    const running = Date.now() - created;
+    assert.match(last.status?.podIP ?? '', /^10\.244\.0\.\d+$/);
+    const deleted = Date.now();
+    assert.equal((await c.request('DELETE', '/api/v1/namespaces/default/pods/pause')).status, 200);
+    await until(
+      async () => (await c.request('GET', '/api/v1/namespaces/default/pods/pause')).status === 404,
+      'pod default/pause gone',
+      30_000,
+    );
+    const gone = Date.now() - deleted;
+    t.diagnostic(
+      `${version.gitVersion}: pod Running ${running} ms after create, gone ${gone} ms after delete`,
+    );
+
+    const stopping = Date.now();
+    await c.stop();
+    t.diagnostic(`stopped in ${Date.now() - stopping} ms`);
+
+    // Nothing left: processes, namespace, mounts, cgroups, paths, kernel settings, directory.
+    assert.deepEqual(processesNaming(c.root), []);
+    assert.equal(await netnsList(), beforeNetns);
+    assert.deepEqual(machine(), before);
+    assert.ok(!existsSync(c.root), `${c.root} is removed`);
+  });
+
+  it('cluster - a test process killed with its cluster running leaves nothing behind (the watcher cleans up)', async (t) => {
+    const before = machine();
+    const beforeNetns = await netnsList();
+    const child = spawn(
+      process.execPath,
+      ['--conditions=herald-source', new URL('./fixtures/cluster-child.ts', import.meta.url).pathname],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    t.after(() => child.kill('SIGKILL'));
+    const output: string[] = [];
+    const started = Promise.withResolvers<{ root: string; netns: string }>();
+    for (const stream of [child.stdout, child.stderr]) {
+      readLines(stream, (line) => {
+        output.push(line);
+        if (line.startsWith('{"root"')) started.resolve(JSON.parse(line));
+      });
+    }
+    child.once('exit', (code, signal) =>
+      started.reject(new Error(`the child exited (${signal ?? code}):\n${output.slice(-40).join('\n')}`)),
+    );
+    const { root, netns } = await started.promise;
+    assert.match(await netnsList(), new RegExp(netns));
+    child.kill('SIGKILL');
+    const killed = Date.now();
+    await until(
+      async () => !existsSync(STATE_DIR) && !(await netnsList()).includes(netns),
+      () =>
+        `the watcher to clean up ${netns} (${readdirSync('/run').includes('herald-cluster') ? 'record still there' : 'record gone'})`,
+      60_000,
+    );
+    t.diagnostic(`cleaned up ${Date.now() - killed} ms after the kill`);
+    assert.deepEqual(processesNaming(root), []);
+    assert.equal(await netnsList(), beforeNetns);
+    assert.deepEqual(machine(), before);
+    assert.ok(!existsSync(root), `${root} is removed`);
+  });
+});
