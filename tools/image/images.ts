@@ -11,7 +11,16 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -229,9 +238,11 @@ export function stageProductionDeps(opts: { into?: string; progress?: (line: str
   }
   if (opts.into !== undefined) return tmp;
   writeFileSync(join(tmp, '.complete'), '');
-  // Stagings of other manifests are stale.
+  // Stagings of other manifests are stale once a day old (younger ones may be another checkout's).
   for (const old of readdirSync(root)) {
-    if (old !== key && !old.startsWith('.tmp-')) rmSync(join(root, old), { recursive: true, force: true });
+    const path = join(root, old);
+    if (old !== key && Date.now() - statSync(path).mtimeMs > 86_400_000)
+      rmSync(path, { recursive: true, force: true });
   }
   rmSync(dir, { recursive: true, force: true });
   renameSync(tmp, dir);
