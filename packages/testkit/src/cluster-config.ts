@@ -26,6 +26,13 @@ export const KUBELET_HEALTHZ_PORT = 10248;
 export const PROXY_HEALTHZ_PORT = 10256;
 /** CoreDNS's `ready` plugin, on the namespace's loopback. */
 export const DNS_READY_PORT = 8181;
+/** Traefik's entry point, on the node address: the Gateway's listener port must equal it. */
+export const GATEWAY_PORT = 8000;
+/** Traefik's own entry point (`/ping`), on the namespace's loopback. */
+export const TRAEFIK_PING_PORT = 8082;
+/** The GatewayClass Traefik serves, and the Gateway the harness creates for routes to attach to. */
+export const GATEWAY_CLASS = 'traefik';
+export const GATEWAY = { namespace: 'default', name: 'herald-gateway', listener: 'http' } as const;
 
 /** Where everything of one cluster lives, under its directory. */
 export interface Layout {
@@ -321,6 +328,120 @@ export function bootstrapObjects(): { path: string; body: unknown }[] {
           { name: 'dns', port: 53, protocol: 'UDP' },
           { name: 'dns-tcp', port: 53, protocol: 'TCP' },
         ],
+      },
+    },
+  ];
+}
+
+/**
+ * Traefik as the Gateway API data plane, outside the cluster's pods (it reads KUBECONFIG): one
+ * entry point for Gateway listeners on the node address, its ping on loopback. Never checks for
+ * new versions (no network here); the experimental channel stays off with the standard CRDs.
+ */
+export function traefikArgs(): string[] {
+  return [
+    '--global.checkNewVersion=false',
+    '--global.sendAnonymousUsage=false',
+    `--entryPoints.web.address=${NODE_IP}:${GATEWAY_PORT}`,
+    `--entryPoints.traefik.address=127.0.0.1:${TRAEFIK_PING_PORT}`,
+    // On SIGTERM it waits this long for open connections (10 s by default): streams never end.
+    '--entryPoints.web.transport.lifeCycle.graceTimeOut=1s',
+    '--entryPoints.traefik.transport.lifeCycle.graceTimeOut=1s',
+    '--ping=true',
+    '--ping.entryPoint=traefik',
+    '--providers.kubernetesGateway=true',
+    `--providers.kubernetesGateway.statusAddress.ip=${NODE_IP}`,
+    '--log.level=INFO',
+    '--log.noColor=true',
+  ];
+}
+
+/**
+ * Traefik's read access (and status writes) for the Gateway API, the GatewayClass it serves and
+ * one Gateway, listening on its entry point, that routes of any namespace may attach to.
+ */
+export function gatewayObjects(): { path: string; body: unknown }[] {
+  const gatewayApi = 'gateway.networking.k8s.io';
+  return [
+    {
+      path: '/apis/rbac.authorization.k8s.io/v1/clusterroles',
+      body: {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRole',
+        metadata: { name: 'herald:traefik' },
+        rules: [
+          {
+            apiGroups: [''],
+            resources: ['namespaces', 'secrets', 'configmaps', 'services'],
+            verbs: ['get', 'list', 'watch'],
+          },
+          { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
+          {
+            apiGroups: [gatewayApi],
+            resources: [
+              'gatewayclasses',
+              'gateways',
+              'httproutes',
+              'grpcroutes',
+              'referencegrants',
+              'backendtlspolicies',
+              'tcproutes',
+              'tlsroutes',
+            ],
+            verbs: ['get', 'list', 'watch'],
+          },
+          {
+            apiGroups: [gatewayApi],
+            resources: [
+              'gatewayclasses/status',
+              'gateways/status',
+              'httproutes/status',
+              'grpcroutes/status',
+              'backendtlspolicies/status',
+              'tcproutes/status',
+              'tlsroutes/status',
+            ],
+            verbs: ['update', 'patch'],
+          },
+        ],
+      },
+    },
+    {
+      path: '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings',
+      body: {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRoleBinding',
+        metadata: { name: 'herald:traefik' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'herald:traefik' },
+        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'herald:traefik' }],
+      },
+    },
+    {
+      path: `/apis/${gatewayApi}/v1/gatewayclasses`,
+      body: {
+        apiVersion: `${gatewayApi}/v1`,
+        kind: 'GatewayClass',
+        metadata: { name: GATEWAY_CLASS },
+        spec: { controllerName: 'traefik.io/gateway-controller' },
+      },
+    },
+    {
+      path: `/apis/${gatewayApi}/v1/namespaces/${GATEWAY.namespace}/gateways`,
+      body: {
+        apiVersion: `${gatewayApi}/v1`,
+        kind: 'Gateway',
+        metadata: { name: GATEWAY.name, namespace: GATEWAY.namespace },
+        spec: {
+          gatewayClassName: GATEWAY_CLASS,
+          listeners: [
+            {
+              name: GATEWAY.listener,
+              protocol: 'HTTP',
+              port: GATEWAY_PORT,
+              allowedRoutes: { namespaces: { from: 'All' } },
+            },
+          ],
+        },
       },
     },
   ];

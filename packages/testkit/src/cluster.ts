@@ -18,6 +18,9 @@ import {
   DNS_READY_PORT,
   DNS_SERVICE_IP,
   ETCD_PORT,
+  GATEWAY,
+  GATEWAY_PORT,
+  gatewayObjects,
   KUBELET_HEALTHZ_PORT,
   kubeletConfig,
   type Layout,
@@ -28,6 +31,8 @@ import {
   PROXY_HEALTHZ_PORT,
   proxyConfig,
   SERVICE_CIDR,
+  TRAEFIK_PING_PORT,
+  traefikArgs,
 } from './cluster-config.ts';
 import {
   cgroupHierarchies,
@@ -77,6 +82,13 @@ export interface ClusterOptions {
    * pulled). Default: the pause image of `make image`.
    */
   readonly pauseImage?: string;
+  /**
+   * Also run the Gateway API data plane: the Gateway API CRDs (and the ServiceMonitor and
+   * PrometheusRule CRDs of `tools/kube.sh crds`), Traefik serving GatewayClass `traefik`, and the
+   * Gateway `default/herald-gateway` (listener `http`, routes from any namespace), reached from
+   * the test side at `gatewayUrl`. Default false.
+   */
+  readonly gateway?: boolean;
   /** Bound on the start once the tools are built, in ms (default 120 s). */
   readonly readyTimeoutMs?: number;
 }
@@ -98,6 +110,13 @@ export interface Cluster {
   readonly root: string;
   /** The network namespace's name (`/run/netns/<netns>`). */
   readonly netns: string;
+  /**
+   * `http://127.0.0.1:<port>`: the Gateway's listener, through the bridge (with `gateway: true`;
+   * otherwise nothing answers there).
+   */
+  readonly gatewayUrl: string;
+  /** The Gateway routes attach to (`parentRefs`), with `gateway: true`. */
+  readonly gateway: { readonly namespace: string; readonly name: string; readonly sectionName: string };
   /** How long each stage of the start took, in ms. */
   readonly timings: Readonly<Record<string, number>>;
   /** One request to the API server as the admin; object bodies are sent as JSON, strings as YAML. */
@@ -153,6 +172,8 @@ interface Tools {
   readonly node: string;
   readonly debian: string;
   readonly coredns: string;
+  readonly traefik: string;
+  readonly crds: string;
 }
 
 let tools: Tools | undefined;
@@ -170,6 +191,8 @@ export function clusterTools(): Tools {
     node: run('kube.sh', 'node'),
     debian: run('containerd.sh'),
     coredns: run('coredns.sh'),
+    traefik: run('traefik.sh'),
+    crds: run('kube.sh', 'crds'),
   };
   return tools;
 }
@@ -199,6 +222,7 @@ function identities(): Identity[] {
     { name: 'scheduler', cn: 'system:kube-scheduler' },
     { name: 'kube-proxy', cn: 'system:kube-proxy' },
     { name: 'coredns', cn: 'herald:coredns' },
+    { name: 'traefik', cn: 'herald:traefik' },
   ];
 }
 
@@ -254,7 +278,11 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       const t = Date.now();
       // Controllers first (nothing is recreated), then the node, then the API server and its
       // store, containerd, and the bridges; cleanupHost ends what is left (shims, containers).
-      for (const p of [...procs].reverse()) await p.stop();
+      for (const p of [...procs].reverse()) {
+        const tp = Date.now();
+        await p.stop();
+        if (Date.now() - tp > 1_000) note(`${p.name} took ${Date.now() - tp} ms to stop`);
+      }
       await cleanupHost(state, note);
       watcher.end();
       note(`stopped in ${Date.now() - t} ms`);
@@ -267,14 +295,19 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     PATH: `${bins.debian}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
   };
   /** A program of the cluster, inside its network namespace. */
-  const launch = (name: string, program: string, args: readonly string[]) => {
+  const launch = (
+    name: string,
+    program: string,
+    args: readonly string[],
+    extraEnv: NodeJS.ProcessEnv = {},
+  ) => {
     const log = new LineLog(MAX_LOG_LINES);
     logs.push({ name, log });
     const p = startProcess({
       name,
       program: 'nsenter',
       args: [`--net=/run/netns/${netns}`, '--', program, ...args],
-      env,
+      env: { ...env, ...extraEnv },
       log,
       fix: 'check that nsenter (util-linux) is installed',
     });
@@ -306,6 +339,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       `kubelet=unix:${sock('kubelet')}=>tcp:127.0.0.1:${KUBELET_HEALTHZ_PORT}`,
       `proxy=unix:${sock('proxy')}=>tcp:127.0.0.1:${PROXY_HEALTHZ_PORT}`,
       `dns=unix:${sock('dns')}=>tcp:127.0.0.1:${DNS_READY_PORT}`,
+      `gateway=unix:${sock('gateway')}=>tcp:${NODE_IP}:${GATEWAY_PORT}`,
+      `traefik=unix:${sock('traefik')}=>tcp:127.0.0.1:${TRAEFIK_PING_PORT}`,
     ]);
     const etcd = launch('etcd', join(bins.kube, 'etcd'), [
       '--name=herald',
@@ -325,17 +360,25 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     const bridgeOut = startProcess({
       name: 'bridge-out',
       program: process.execPath,
-      args: [BRIDGE, `api=tcp:127.0.0.1:0=>unix:${sock('api')}`],
+      args: [
+        BRIDGE,
+        `api=tcp:127.0.0.1:0=>unix:${sock('api')}`,
+        `gateway=tcp:127.0.0.1:0=>unix:${sock('gateway')}`,
+      ],
       log: new LineLog(MAX_LOG_LINES),
     });
     procs.push(bridgeOut);
     logs.push({ name: 'bridge-out', log: bridgeOut.log });
     await bridgeIn.waitForLine(/^ready$/, { within: b, what: 'its unix sockets' });
-    const apiPort = Number(
-      (
-        await bridgeOut.waitForLine(/^listening api tcp:127\.0\.0\.1:(\d+)$/, { within: b, what: 'its port' })
-      )[1],
-    );
+    const bridgedPort = async (name: string) => {
+      const line = await bridgeOut.waitForLine(new RegExp(`^listening ${name} tcp:127\\.0\\.0\\.1:(\\d+)$`), {
+        within: b,
+        what: `its ${name} port`,
+      });
+      return Number(line[1]);
+    };
+    const apiPort = await bridgedPort('api');
+    const gatewayPort = await bridgedPort('gateway');
     await etcd.waitUntil(
       async () => {
         const res = await unixGet(sock('etcd'), '/health');
@@ -375,6 +418,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     const tls = { ca: pki.ca, cert: admin.cert, key: admin.key };
     const request = (method: string, path: string, body?: unknown, contentType?: string) =>
       apiRequest(server, tls, method, path, body, contentType);
+    const adminKubeconfig = join(l.kubeconfigs, 'admin-host.kubeconfig');
+    writeFileSync(adminKubeconfig, kubeconfig(server, pki.ca, 'herald-admin', admin), { mode: 0o600 });
+    const kubectlAsAdmin = (args: readonly string[], input?: string) =>
+      kubectl(join(bins.node, 'kubectl'), adminKubeconfig, args, input);
     // Images go in while the API server starts.
     const containerdUp = containerd.waitForLine(/containerd successfully booted/, {
       within: b,
@@ -397,11 +444,30 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       },
       { within: b, what: 'GET /readyz', during: 'before /readyz', alsoWatch: [etcd], pollMaxMs: POLL_MAX_MS },
     );
-    for (const { path, body } of bootstrapObjects()) {
-      const res = await request('POST', path, body);
-      if (res.status !== 201) throw new Error(`creating ${path} failed: ${res.status} ${res.body}`);
-    }
+    const create = async (objects: { path: string; body: unknown }[]) => {
+      for (const { path, body } of objects) {
+        const res = await request('POST', path, body);
+        if (res.status !== 201) throw new Error(`creating ${path} failed: ${res.status} ${res.body}`);
+      }
+    };
+    await create(bootstrapObjects());
     mark('kube-apiserver', t);
+
+    // The Gateway API CRDs and Traefik come up while the node does.
+    let traefik: Supervised | undefined;
+    const gatewaySetup = (async () => {
+      if (!opts.gateway) return;
+      const tg = Date.now();
+      await kubectlAsAdmin(['apply', '--server-side', '--field-manager=herald-testkit', '-f', bins.crds]);
+      await kubectlAsAdmin(['wait', '--for=condition=Established', 'crd', '--all', '--timeout=60s']);
+      await create(gatewayObjects());
+      traefik = launch('traefik', join(bins.traefik, 'traefik'), traefikArgs(), {
+        KUBECONFIG: join(l.kubeconfigs, 'traefik.kubeconfig'),
+      });
+      mark('gateway API CRDs', tg);
+    })();
+    // Awaited below; a failure before then must not be an unhandled rejection.
+    gatewaySetup.catch(() => {});
 
     t = Date.now();
     const kc = (name: string) => join(l.kubeconfigs, `${name}.kubeconfig`);
@@ -448,6 +514,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     );
     mark('node ready', t);
     t = Date.now();
+    await gatewaySetup;
     await waitWhileRunning(
       async () => {
         const res = await request('GET', '/api/v1/namespaces/default/serviceaccounts/default');
@@ -467,21 +534,45 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       within: b,
       what: 'GET /ready',
     });
+    if (traefik !== undefined) {
+      await traefik.waitUntil(async () => (await unixGet(sock('traefik'), '/ping')).status === 200, {
+        within: b,
+        what: 'GET /ping',
+      });
+      const gatewayPath = `/apis/gateway.networking.k8s.io/v1/namespaces/${GATEWAY.namespace}/gateways/${GATEWAY.name}`;
+      // A provider that cannot start is only logged; Traefik keeps running without it.
+      let fatal: string | undefined;
+      await traefik.waitUntil(
+        async () => {
+          fatal = traefik?.output.lines.find((line) => /Error while initializing provider/.test(line));
+          if (fatal !== undefined) return true;
+          const res = await request('GET', gatewayPath);
+          const programmed = (
+            res.json as { status?: { conditions?: { type: string; status: string; message?: string }[] } }
+          ).status?.conditions?.find((c) => c.type === 'Programmed');
+          return (
+            programmed?.status === 'True' || `Programmed=${programmed?.status} (${programmed?.message ?? ''})`
+          );
+        },
+        { within: b, what: `Gateway ${GATEWAY.namespace}/${GATEWAY.name} Programmed` },
+      );
+      if (fatal !== undefined) throw new Error(`traefik could not start its Gateway API provider: ${fatal}`);
+    }
     mark('services ready', t);
     mark('start', started);
     note(`ready in ${timings['start']} ms: ${JSON.stringify(timings)}`);
 
-    const adminKubeconfig = join(l.kubeconfigs, 'admin-host.kubeconfig');
-    writeFileSync(adminKubeconfig, kubeconfig(server, pki.ca, 'herald-admin', admin), { mode: 0o600 });
     return {
       kubeconfig: adminKubeconfig,
       server,
       nodeName: NODE_NAME,
       root,
       netns,
+      gatewayUrl: `http://127.0.0.1:${gatewayPort}`,
+      gateway: { namespace: GATEWAY.namespace, name: GATEWAY.name, sectionName: GATEWAY.listener },
       timings,
       request,
-      kubectl: async (args, input) => kubectl(join(bins.node, 'kubectl'), adminKubeconfig, args, input),
+      kubectl: kubectlAsAdmin,
       importImage: (tarball) => ctrImport(bins.debian, l.containerdSocket, tarball),
       logs: () => logs.map(({ name, log }) => `==> ${name} <==\n${log.text()}`).join('\n'),
       stop,
@@ -569,6 +660,7 @@ async function writeConfigs(l: Layout, pki: Pki, bins: Tools, pauseImage: string
     kc('scheduler', 'system:kube-scheduler'),
     kc('kube-proxy', 'system:kube-proxy'),
     kc('coredns', 'herald:coredns'),
+    kc('traefik', 'herald:traefik'),
     writeFile(
       l.containerdConfig,
       containerdToml(l, {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { builtImages, type Cluster, ClusterUnavailableError, startCluster } from '../src/cluster.ts';
 import { type HostFacts, KUBELET_SYSCTLS, missingOnHost, STATE_DIR } from '../src/cluster-host.ts';
@@ -15,6 +15,11 @@ import { until } from '../src/until.ts';
  */
 
 const execFileAsync = promisify(execFile);
+
+/** The Kubernetes version tools/kube.sh pins. */
+const PINNED = /^kube_version=(v[\d.]+)/m.exec(
+  readFileSync(new URL('../../../tools/kube.sh', import.meta.url), 'utf8'),
+)?.[1];
 
 /** What the cluster may touch on the machine, as it is now. */
 function machine() {
@@ -123,93 +128,198 @@ describe('cluster', () => {
     assert.deepEqual(missingOnHost(), [], 'this machine has what the cluster needs');
   });
 
-  it('cluster - a one-node cluster in its own network namespace runs a pod of a local image, deletes it, and stops leaving nothing behind', async (t) => {
-    const before = machine();
-    const beforeNetns = await netnsList();
-    // `make image`'s pause image: the sandbox of every pod, and here the pod's container too.
-    const pause = builtImages()['pause']!;
+  describe('a running cluster (one for these tests, with the Gateway API)', () => {
+    let machineBefore: ReturnType<typeof machine>;
+    let beforeNetns: string;
+    let c: Cluster;
+    const state = { stopped: false };
 
-    const started = Date.now();
-    let cluster: Cluster | undefined;
-    t.after(async () => {
-      if (cluster !== undefined && !cluster.logs().includes('# herald-cluster: stopped')) {
-        t.diagnostic(cluster.logs().split('\n').slice(-200).join('\n'));
-      }
-      await cluster?.stop();
+    before(async () => {
+      machineBefore = machine();
+      beforeNetns = await netnsList();
+      const started = Date.now();
+      c = await startCluster({ gateway: true });
+      console.log(`# cluster ready in ${Date.now() - started} ms: ${JSON.stringify(c.timings)}`);
     });
-    cluster = await startCluster();
-    const c = cluster;
-    t.diagnostic(`cluster ready in ${Date.now() - started} ms: ${JSON.stringify(c.timings)}`);
+    after(async () => {
+      if (c !== undefined && !state.stopped) await c.stop();
+    });
+    afterEach((t) => {
+      // A failing test shows what the cluster's programs said.
+      if (c !== undefined && (t as { passed?: boolean }).passed === false)
+        console.log(c.logs().split('\n').slice(-300).join('\n'));
+    });
 
-    // The node and its address exist only inside the namespace.
-    const node = (await c.request('GET', `/api/v1/nodes/${c.nodeName}`)).json as {
-      status: { addresses: { type: string; address: string }[] };
-    };
-    const internal = node.status.addresses.find((a) => a.type === 'InternalIP')?.address;
-    assert.ok(internal, 'the node has an InternalIP');
-    assert.ok(
-      !(await rootAddresses()).includes(` ${internal}/`),
-      `${internal} must not exist in the root namespace`,
-    );
-    const version = (await c.request('GET', '/version')).json as { gitVersion: string };
-    assert.match(await c.kubectl(['get', 'nodes', '-o', 'name']), new RegExp(`node/${c.nodeName}`));
+    it('cluster - the node is Ready with an address that exists only inside its namespace, and cluster DNS answers through the Service', async () => {
+      const node = (await c.request('GET', `/api/v1/nodes/${c.nodeName}`)).json as {
+        status: { addresses: { type: string; address: string }[] };
+      };
+      const internal = node.status.addresses.find((a) => a.type === 'InternalIP')?.address;
+      assert.ok(internal, 'the node has an InternalIP');
+      assert.ok(
+        !(await rootAddresses()).includes(` ${internal}/`),
+        `${internal} must not exist in the root namespace`,
+      );
+      assert.equal(((await c.request('GET', '/version')).json as { gitVersion: string }).gitVersion, PINNED);
+      assert.match(await c.kubectl(['get', 'nodes', '-o', 'name']), new RegExp(`node/${c.nodeName}`));
+      // Through the kube-dns Service (kube-proxy's rules) to CoreDNS.
+      const lookup = await execFileAsync('nsenter', [
+        `--net=/run/netns/${c.netns}`,
+        '--',
+        process.execPath,
+        '-e',
+        `const r = new (require('node:dns').promises.Resolver)(); r.setServers(['10.96.0.10']);
+         r.resolve4('kubernetes.default.svc.cluster.local').then((a) => console.log(a.join(',')), (e) => { console.error(e.message); process.exit(1); });`,
+      ]);
+      assert.equal(lookup.stdout.trim(), '10.96.0.1', 'kubernetes.default resolves to the API Service');
+    });
 
-    // Cluster DNS answers through the kube-dns Service (kube-proxy's rules, CoreDNS).
-    const lookup = await execFileAsync('nsenter', [
-      `--net=/run/netns/${c.netns}`,
-      '--',
-      process.execPath,
-      '-e',
-      `const r = new (require('node:dns').promises.Resolver)(); r.setServers(['10.96.0.10']);
-       r.resolve4('kubernetes.default.svc.cluster.local').then((a) => console.log(a.join(',')), (e) => { console.error(e.message); process.exit(1); });`,
-    ]);
-    assert.equal(lookup.stdout.trim(), '10.96.0.1', 'kubernetes.default resolves to the API Service');
+    it('cluster - a pod of a local image runs, and is deleted', async (t) => {
+      // `make image`'s pause image: the sandbox of every pod, and here the pod's container too.
+      const pause = builtImages()['pause']!;
+      const pod = {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'pause', namespace: 'default' },
+        spec: {
+          containers: [{ name: 'pause', image: pause.ref, imagePullPolicy: 'Never' }],
+          terminationGracePeriodSeconds: 10,
+        },
+      };
+      const created = Date.now();
+      const res = await c.request('POST', '/api/v1/namespaces/default/pods', pod);
+      assert.equal(res.status, 201, res.body);
+      let last: Pod = {};
+      await until(
+        async () => {
+          last = (await c.request('GET', '/api/v1/namespaces/default/pods/pause')).json as Pod;
+          return last.status?.phase === 'Running' && last.status.containerStatuses?.[0]?.ready === true;
+        },
+        () => `pod default/pause Running: ${JSON.stringify(last.status)}`,
+        60_000,
+      );
+      const running = Date.now() - created;
+      assert.match(last.status?.podIP ?? '', /^10\.244\.0\.\d+$/);
+      const deleted = Date.now();
+      assert.equal((await c.request('DELETE', '/api/v1/namespaces/default/pods/pause')).status, 200);
+      await until(
+        async () => (await c.request('GET', '/api/v1/namespaces/default/pods/pause')).status === 404,
+        'pod default/pause gone',
+        30_000,
+      );
+      t.diagnostic(`pod Running ${running} ms after create, gone ${Date.now() - deleted} ms after delete`);
+    });
 
-    // A pod of the imported image runs, and is deleted.
-    const pod = {
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: 'pause', namespace: 'default' },
-      spec: {
-        containers: [{ name: 'pause', image: pause.ref, imagePullPolicy: 'Never' }],
-        terminationGracePeriodSeconds: 10,
-      },
-    };
-    const created = Date.now();
-    const res = await c.request('POST', '/api/v1/namespaces/default/pods', pod);
-    assert.equal(res.status, 201, res.body);
-    let last: Pod = {};
-    await until(
-      async () => {
-        last = (await c.request('GET', '/api/v1/namespaces/default/pods/pause')).json as Pod;
-        return last.status?.phase === 'Running' && last.status.containerStatuses?.[0]?.ready === true;
-      },
-      () => `pod default/pause Running: ${JSON.stringify(last.status)}`,
-      60_000,
-    );
-    const running = Date.now() - created;
-    assert.match(last.status?.podIP ?? '', /^10\.244\.0\.\d+$/);
-    const deleted = Date.now();
-    assert.equal((await c.request('DELETE', '/api/v1/namespaces/default/pods/pause')).status, 200);
-    await until(
-      async () => (await c.request('GET', '/api/v1/namespaces/default/pods/pause')).status === 404,
-      'pod default/pause gone',
-      30_000,
-    );
-    const gone = Date.now() - deleted;
-    t.diagnostic(
-      `${version.gitVersion}: pod Running ${running} ms after create, gone ${gone} ms after delete`,
-    );
+    it('cluster - an HTTPRoute on the Gateway carries SSE from a Deployment of the gateway image to the test side, through Traefik', async (t) => {
+      const image = builtImages()['gateway']!;
+      const imported = Date.now();
+      await c.importImage(image.tarball);
+      t.diagnostic(`gateway image imported in ${Date.now() - imported} ms`);
+      const labels = { app: 'probe' };
+      const objects = [
+        {
+          apiVersion: 'apps/v1',
+          kind: 'Deployment',
+          metadata: { name: 'probe', namespace: 'default' },
+          spec: {
+            replicas: 1,
+            selector: { matchLabels: labels },
+            template: {
+              metadata: { labels },
+              spec: {
+                containers: [
+                  {
+                    name: 'gateway',
+                    image: image.ref,
+                    imagePullPolicy: 'Never',
+                    env: [
+                      { name: 'HERALD_AUTH', value: 'none' },
+                      { name: 'HERALD_RELEASE_VERSION', value: 'probe-1' },
+                    ],
+                    ports: [{ containerPort: 8080, name: 'http' }],
+                    readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 1 },
+                  },
+                ],
+              },
+            },
+          },
+        },
+        {
+          apiVersion: 'v1',
+          kind: 'Service',
+          metadata: { name: 'probe', namespace: 'default' },
+          spec: { selector: labels, ports: [{ name: 'http', port: 80, targetPort: 'http' }] },
+        },
+        {
+          apiVersion: 'gateway.networking.k8s.io/v1',
+          kind: 'HTTPRoute',
+          metadata: { name: 'probe', namespace: 'default' },
+          spec: {
+            parentRefs: [c.gateway],
+            rules: [
+              {
+                matches: [{ path: { type: 'PathPrefix', value: '/' } }],
+                backendRefs: [{ name: 'probe', port: 80 }],
+              },
+            ],
+          },
+        },
+      ];
+      await c.kubectl(['apply', '-f', '-'], objects.map((o) => JSON.stringify(o)).join('\n'));
+      const applied = Date.now();
+      let status = '';
+      await until(
+        async () => {
+          const res = await fetch(`${c.gatewayUrl}/readyz`).catch((e: Error) => e);
+          status = res instanceof Error ? String(res.cause ?? res) : `${res.status} ${await res.text()}`;
+          return status.startsWith('200');
+        },
+        () => `GET ${c.gatewayUrl}/readyz through the Gateway: ${status}`,
+        90_000,
+      );
+      t.diagnostic(`routed through the Gateway ${Date.now() - applied} ms after apply`);
 
-    const stopping = Date.now();
-    await c.stop();
-    t.diagnostic(`stopped in ${Date.now() - stopping} ms`);
+      // A stream through Traefik gets a live event published through it.
+      const stream = await fetch(`${c.gatewayUrl}/v1/stream?topic=probe.t`);
+      assert.equal(stream.status, 200);
+      assert.equal(stream.headers.get('content-type')?.split(';')[0], 'text/event-stream');
+      assert.equal(stream.headers.get('x-release-version'), 'probe-1', 'the stream is served by the pod');
+      const reader = stream.body!.getReader();
+      const decoder = new TextDecoder();
+      let text = '';
+      const read = async (pattern: RegExp) => {
+        const deadline = Date.now() + 10_000;
+        while (!pattern.test(text)) {
+          if (Date.now() > deadline) throw new Error(`no ${pattern} in the stream: ${JSON.stringify(text)}`);
+          const { value, done } = await reader.read();
+          if (done) throw new Error(`the stream ended: ${JSON.stringify(text)}`);
+          text += decoder.decode(value, { stream: true });
+        }
+      };
+      await read(/^retry:/m);
+      const published = await fetch(`${c.gatewayUrl}/v1/publish`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ topic: 'probe.t', event: 'hello', data: 'through the gateway' }),
+      });
+      assert.equal(published.status, 200, await published.clone().text());
+      const { id } = (await published.json()) as { id: string };
+      await read(/data: through the gateway\n/);
+      assert.match(text, new RegExp(`id: ${id}\\nevent: hello\\ndata: through the gateway\\n`));
+      await reader.cancel();
+      await c.kubectl(['delete', '-f', '-', '--wait=true'], objects.map((o) => JSON.stringify(o)).join('\n'));
+    });
 
-    // Nothing left: processes, namespace, mounts, cgroups, paths, kernel settings, directory.
-    assert.deepEqual(processesNaming(c.root), []);
-    assert.equal(await netnsList(), beforeNetns);
-    assert.deepEqual(machine(), before);
-    assert.ok(!existsSync(c.root), `${c.root} is removed`);
+    it('cluster - stop() ends every process and leaves no namespace, mount, cgroup, path or kernel setting behind', async (t) => {
+      const stopping = Date.now();
+      state.stopped = true;
+      await c.stop();
+      t.diagnostic(`stopped in ${Date.now() - stopping} ms`);
+      assert.deepEqual(processesNaming(c.root), []);
+      assert.equal(await netnsList(), beforeNetns);
+      assert.deepEqual(machine(), machineBefore);
+      assert.ok(!existsSync(c.root), `${c.root} is removed`);
+    });
   });
 
   it('cluster - a test process killed with its cluster running leaves nothing behind (the watcher cleans up)', async (t) => {
