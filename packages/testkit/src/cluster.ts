@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -634,7 +634,7 @@ async function createNamespace(netns: string): Promise<void> {
 function createCgroupRoot(cgroupRoot: string): void {
   for (const h of cgroupHierarchies()) {
     const dir = join(h, cgroupRoot);
-    if (!existsSync(dir)) execFileSync('mkdir', [dir]);
+    if (!existsSync(dir)) mkdirSync(dir);
     for (const f of ['cpuset.cpus', 'cpuset.mems']) {
       const parent = join(h, f);
       if (existsSync(parent) && readFileSync(join(dir, f), 'utf8').trim() === '') {
