@@ -30,6 +30,8 @@ export const DNS_READY_PORT = 8181;
 export const GATEWAY_PORT = 8000;
 /** Traefik's own entry point (`/ping`), on the namespace's loopback. */
 export const TRAEFIK_PING_PORT = 8082;
+/** Prometheus's web port, on the namespace's loopback. */
+export const PROMETHEUS_PORT = 9090;
 /** The GatewayClass Traefik serves, and the Gateway the harness creates for routes to attach to. */
 export const GATEWAY_CLASS = 'traefik';
 export const GATEWAY = { namespace: 'default', name: 'herald-gateway', listener: 'http' } as const;
@@ -52,6 +54,9 @@ export interface Layout {
   readonly resolvConf: string;
   readonly proxyConfig: string;
   readonly corefile: string;
+  readonly prometheusConfig: string;
+  readonly prometheusData: string;
+  readonly prometheusTargets: string;
   /** Unix sockets of the bridge out of the namespace. */
   readonly sockets: string;
   /** Kubeconfig of each identity: `<dir>/<name>.kubeconfig`. */
@@ -77,6 +82,9 @@ export function layout(root: string): Layout {
     resolvConf: at('resolv.conf'),
     proxyConfig: at('kube-proxy.yaml'),
     corefile: at('Corefile'),
+    prometheusConfig: at('prometheus.yaml'),
+    prometheusData: at('prometheus'),
+    prometheusTargets: at('prometheus-targets.json'),
     sockets: at('sock'),
     kubeconfigs: at('kubeconfig'),
   };
@@ -445,4 +453,22 @@ export function gatewayObjects(): { path: string; body: unknown }[] {
       },
     },
   ];
+}
+
+/**
+ * Debian's Prometheus inside the namespace, scraping the targets the harness discovers through the
+ * API server and writes to `targetsFile` (cluster-targets.ts: Debian's build has no Kubernetes
+ * discovery of its own).
+ */
+export function prometheusConfig(targetsFile: string, intervalMs: number): string {
+  const interval = `${intervalMs}ms`;
+  return json({
+    global: { scrape_interval: interval, evaluation_interval: interval },
+    scrape_configs: [
+      {
+        job_name: 'service-endpoints',
+        file_sd_configs: [{ files: [targetsFile], refresh_interval: '1s' }],
+      },
+    ],
+  });
 }

@@ -28,7 +28,9 @@ import {
   NODE_IP,
   NODE_NAME,
   NODE_PREFIX,
+  PROMETHEUS_PORT,
   PROXY_HEALTHZ_PORT,
+  prometheusConfig,
   proxyConfig,
   SERVICE_CIDR,
   TRAEFIK_PING_PORT,
@@ -45,8 +47,10 @@ import {
   writeState,
 } from './cluster-host.ts';
 import { type Identity, kubeconfig, makePki, type Pki } from './cluster-pki.ts';
+import { writeTargets } from './cluster-targets.ts';
 import { LineLog } from './log-lines.ts';
 import { budget, type Supervised, startProcess, waitWhileRunning } from './process.ts';
+import { prometheusDir } from './prometheus.ts';
 
 /**
  * A real one-node Kubernetes cluster for tests: etcd, kube-apiserver, kube-controller-manager,
@@ -89,6 +93,14 @@ export interface ClusterOptions {
    * the test side at `gatewayUrl`. Default false.
    */
   readonly gateway?: boolean;
+  /**
+   * Also run Debian's Prometheus (tools/prometheus.sh) inside the namespace, scraping every
+   * ready endpoint of a Service port named `metrics` (found through the API server by
+   * cluster-targets.ts), reached from the test side at `prometheusUrl`. Default false.
+   */
+  readonly prometheus?: boolean;
+  /** Prometheus's scrape interval, in ms (default 1000). */
+  readonly scrapeIntervalMs?: number;
   /** Bound on the start once the tools are built, in ms (default 120 s). */
   readonly readyTimeoutMs?: number;
 }
@@ -115,6 +127,8 @@ export interface Cluster {
    * otherwise nothing answers there).
    */
   readonly gatewayUrl: string;
+  /** `http://127.0.0.1:<port>`: Prometheus's HTTP API, through the bridge (with `prometheus: true`). */
+  readonly prometheusUrl: string;
   /** The Gateway routes attach to (`parentRefs`), with `gateway: true`. */
   readonly gateway: { readonly namespace: string; readonly name: string; readonly sectionName: string };
   /** How long each stage of the start took, in ms. */
@@ -271,11 +285,13 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const watcher = startCleanupWatcher(stateFile);
 
   const procs: Supervised[] = [];
+  let targets: { stop(): Promise<void> } | undefined;
   const logs: { name: string; log: LineLog }[] = [{ name: 'harness', log: notes }];
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
       const t = Date.now();
+      await targets?.stop();
       // Controllers first (nothing is recreated), then the node, then the API server and its
       // store, containerd, and the bridges; cleanupHost ends what is left (shims, containers).
       for (const p of [...procs].reverse()) {
@@ -341,6 +357,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       `dns=unix:${sock('dns')}=>tcp:127.0.0.1:${DNS_READY_PORT}`,
       `gateway=unix:${sock('gateway')}=>tcp:${NODE_IP}:${GATEWAY_PORT}`,
       `traefik=unix:${sock('traefik')}=>tcp:127.0.0.1:${TRAEFIK_PING_PORT}`,
+      `prometheus=unix:${sock('prometheus')}=>tcp:127.0.0.1:${PROMETHEUS_PORT}`,
     ]);
     const etcd = launch('etcd', join(bins.kube, 'etcd'), [
       '--name=herald',
@@ -364,6 +381,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         BRIDGE,
         `api=tcp:127.0.0.1:0=>unix:${sock('api')}`,
         `gateway=tcp:127.0.0.1:0=>unix:${sock('gateway')}`,
+        `prometheus=tcp:127.0.0.1:0=>unix:${sock('prometheus')}`,
       ],
       log: new LineLog(MAX_LOG_LINES),
     });
@@ -379,6 +397,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     };
     const apiPort = await bridgedPort('api');
     const gatewayPort = await bridgedPort('gateway');
+    const prometheusPort = await bridgedPort('prometheus');
     await etcd.waitUntil(
       async () => {
         const res = await unixGet(sock('etcd'), '/health');
@@ -469,6 +488,20 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     // Awaited below; a failure before then must not be an unhandled rejection.
     gatewaySetup.catch(() => {});
 
+    let prometheus: Supervised | undefined;
+    if (opts.prometheus) {
+      const interval = opts.scrapeIntervalMs ?? 1_000;
+      await writeFile(l.prometheusTargets, '[]\n');
+      await writeFile(l.prometheusConfig, prometheusConfig(l.prometheusTargets, interval));
+      targets = writeTargets(request, l.prometheusTargets, interval);
+      prometheus = launch('prometheus', join(prometheusDir(), 'prometheus'), [
+        `--config.file=${l.prometheusConfig}`,
+        `--storage.tsdb.path=${l.prometheusData}`,
+        `--web.listen-address=127.0.0.1:${PROMETHEUS_PORT}`,
+        '--log.level=warn',
+      ]);
+    }
+
     t = Date.now();
     const kc = (name: string) => join(l.kubeconfigs, `${name}.kubeconfig`);
     launch('kube-controller-manager', join(bins.node, 'kube-controller-manager'), [
@@ -534,6 +567,12 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       within: b,
       what: 'GET /ready',
     });
+    if (prometheus !== undefined) {
+      await prometheus.waitUntil(async () => (await unixGet(sock('prometheus'), '/-/ready')).status === 200, {
+        within: b,
+        what: 'GET /-/ready',
+      });
+    }
     if (traefik !== undefined) {
       await traefik.waitUntil(async () => (await unixGet(sock('traefik'), '/ping')).status === 200, {
         within: b,
@@ -569,6 +608,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       root,
       netns,
       gatewayUrl: `http://127.0.0.1:${gatewayPort}`,
+      prometheusUrl: `http://127.0.0.1:${prometheusPort}`,
       gateway: { namespace: GATEWAY.namespace, name: GATEWAY.name, sectionName: GATEWAY.listener },
       timings,
       request,

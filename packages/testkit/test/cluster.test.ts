@@ -5,6 +5,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { builtImages, type Cluster, ClusterUnavailableError, startCluster } from '../src/cluster.ts';
 import { type HostFacts, KUBELET_SYSCTLS, missingOnHost, STATE_DIR } from '../src/cluster-host.ts';
+import { targetGroups } from '../src/cluster-targets.ts';
 import { readLines } from '../src/log-lines.ts';
 import { until } from '../src/until.ts';
 
@@ -128,7 +129,39 @@ describe('cluster', () => {
     assert.deepEqual(missingOnHost(), [], 'this machine has what the cluster needs');
   });
 
-  describe('a running cluster (one for these tests, with the Gateway API)', () => {
+  it('cluster - Prometheus targets: ready endpoints of Service ports named metrics, labelled like the chart’s ServiceMonitor', () => {
+    const slice = (service: string, ports: { name: string; port: number }[], ready: boolean[]) => ({
+      metadata: { namespace: 'ns', labels: { 'kubernetes.io/service-name': service } },
+      ports,
+      endpoints: ready.map((r, i) => ({
+        addresses: [`10.244.0.${i + 2}`],
+        conditions: { ready: r },
+        targetRef: { kind: 'Pod', name: `${service}-${i}`, namespace: 'ns' },
+      })),
+    });
+    const groups = targetGroups(
+      [
+        slice(
+          'herald',
+          [
+            { name: 'http', port: 8080 },
+            { name: 'metrics', port: 9464 },
+          ],
+          [true, false],
+        ),
+        slice('nats', [{ name: 'client', port: 4222 }], [true]),
+      ],
+      [{ metadata: { namespace: 'ns', name: 'herald-0', labels: { 'herald.dev/release': 'v2' } } }],
+    );
+    assert.deepEqual(groups, [
+      {
+        targets: ['10.244.0.2:9464'],
+        labels: { namespace: 'ns', service: 'herald', pod: 'herald-0', release: 'v2' },
+      },
+    ]);
+  });
+
+  describe('a running cluster (one for these tests, with the Gateway API and Prometheus)', () => {
     let machineBefore: ReturnType<typeof machine>;
     let beforeNetns: string;
     let c: Cluster;
@@ -138,7 +171,7 @@ describe('cluster', () => {
       machineBefore = machine();
       beforeNetns = await netnsList();
       const started = Date.now();
-      c = await startCluster({ gateway: true });
+      c = await startCluster({ gateway: true, prometheus: true });
       console.log(`# cluster ready in ${Date.now() - started} ms: ${JSON.stringify(c.timings)}`);
     });
     after(async () => {
@@ -210,12 +243,13 @@ describe('cluster', () => {
       t.diagnostic(`pod Running ${running} ms after create, gone ${Date.now() - deleted} ms after delete`);
     });
 
-    it('cluster - an HTTPRoute on the Gateway carries SSE from a Deployment of the gateway image to the test side, through Traefik', async (t) => {
+    it('cluster - an HTTPRoute on the Gateway carries SSE from a Deployment of the gateway image to the test side, through Traefik, and Prometheus scrapes the pod', async (t) => {
       const image = builtImages()['gateway']!;
       const imported = Date.now();
       await c.importImage(image.tarball);
       t.diagnostic(`gateway image imported in ${Date.now() - imported} ms`);
       const labels = { app: 'probe' };
+      const podLabels = { ...labels, 'herald.dev/release': 'probe-1' };
       const objects = [
         {
           apiVersion: 'apps/v1',
@@ -225,7 +259,7 @@ describe('cluster', () => {
             replicas: 1,
             selector: { matchLabels: labels },
             template: {
-              metadata: { labels },
+              metadata: { labels: podLabels },
               spec: {
                 containers: [
                   {
@@ -236,7 +270,10 @@ describe('cluster', () => {
                       { name: 'HERALD_AUTH', value: 'none' },
                       { name: 'HERALD_RELEASE_VERSION', value: 'probe-1' },
                     ],
-                    ports: [{ containerPort: 8080, name: 'http' }],
+                    ports: [
+                      { containerPort: 8080, name: 'http' },
+                      { containerPort: 9464, name: 'metrics' },
+                    ],
                     readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 1 },
                   },
                 ],
@@ -248,7 +285,13 @@ describe('cluster', () => {
           apiVersion: 'v1',
           kind: 'Service',
           metadata: { name: 'probe', namespace: 'default' },
-          spec: { selector: labels, ports: [{ name: 'http', port: 80, targetPort: 'http' }] },
+          spec: {
+            selector: labels,
+            ports: [
+              { name: 'http', port: 80, targetPort: 'http' },
+              { name: 'metrics', port: 9464, targetPort: 'metrics' },
+            ],
+          },
         },
         {
           apiVersion: 'gateway.networking.k8s.io/v1',
@@ -306,6 +349,27 @@ describe('cluster', () => {
       const { id } = (await published.json()) as { id: string };
       await read(/data: through the gateway\n/);
       assert.match(text, new RegExp(`id: ${id}\\nevent: hello\\ndata: through the gateway\\n`));
+
+      // Prometheus found the pod through the API server and scrapes it: it counts this stream.
+      let seen = '';
+      await until(
+        async () => {
+          const url = `${c.prometheusUrl}/api/v1/query?query=${encodeURIComponent('herald_connections{service="probe"}')}`;
+          const body = (await (await fetch(url)).json()) as {
+            data: { result: { metric: Record<string, string>; value: [number, string] }[] };
+          };
+          const sample = body.data.result[0];
+          seen = JSON.stringify(body.data.result);
+          return (
+            sample !== undefined &&
+            Number(sample.value[1]) >= 1 &&
+            sample.metric['release'] === 'probe-1' &&
+            /^probe-/.test(sample.metric['pod'] ?? '')
+          );
+        },
+        () => `Prometheus to scrape herald_connections >= 1 from the pod: ${seen}`,
+        30_000,
+      );
       await reader.cancel();
       await c.kubectl(['delete', '-f', '-', '--wait=true'], objects.map((o) => JSON.stringify(o)).join('\n'));
     });
