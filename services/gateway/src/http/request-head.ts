@@ -13,7 +13,7 @@ export interface RequestHead {
   readonly length: number;
 }
 
-const REQUEST_LINE = /^([A-Z]+) (\/[\x21-\x7e]*) HTTP\/1\.[01]$/;
+const REQUEST_LINE = /^([A-Z]+) (\/[\x21-\x7e]*) HTTP\/1\.([01])$/;
 const HEADER = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\x20-\x7e\t\x80-\xff]*?)[ \t]*$/;
 
 /** The offset just past the head's blank line, or -1 while the head is incomplete. */
@@ -56,5 +56,7 @@ export function parseRequestHead(buf: Buffer): RequestHead | undefined {
     if (headers.has(name)) return undefined;
     headers.set(name, h[2]!);
   }
+  // HTTP/1.1 requires Host (RFC 9112, 3.2); node:http's side refuses a request without one.
+  if (m[3] === '1' && !headers.has('host')) return undefined;
   return { method: m[1]!, target: m[2]!, headers, length: end };
 }

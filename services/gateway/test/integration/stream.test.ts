@@ -251,6 +251,13 @@ describe('connections node:http answers', () => {
         'HERALD_REQUEST_MALFORMED',
       ],
       ['no Host', 'GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n', 400, 'HERALD_REQUEST_MALFORMED'],
+      // The front's fast path as well: a stream is a request like any other.
+      [
+        'a stream without Host',
+        'GET /v1/stream?topic=a HTTP/1.1\r\nConnection: close\r\n\r\n',
+        400,
+        'HERALD_REQUEST_MALFORMED',
+      ],
       [
         'an Expect other than 100-continue',
         'POST /v1/publish HTTP/1.1\r\nHost: x\r\nExpect: coffee\r\nContent-Length: 2\r\n\r\n{}',

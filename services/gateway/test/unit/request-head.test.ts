@@ -27,9 +27,12 @@ describe('parseRequestHead', () => {
       'GET /v1/stream HTTP/1.1\r\nX: a\r\nx: b\r\n\r\n', // repeated header
       'GET /v1/stream HTTP/1.1\r\nX: a\0b\r\n\r\n',
       'GET /v1/stream HTTP/1.1\nHost: x\n\n', // bare LF
+      'GET /v1/stream HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n', // HTTP/1.1 without Host
     ]) {
       assert.equal(head(unusual), undefined, JSON.stringify(unusual));
     }
+    // HTTP/1.0 has no Host requirement.
+    assert.equal(head('GET /v1/stream?topic=a HTTP/1.0\r\n\r\n')?.target, '/v1/stream?topic=a');
   });
 
   it('finds the end of the head', () => {
