@@ -46,6 +46,19 @@ export function closeGracefully(socket: Socket, clock: Clock): void {
   if (socket.destroyed) return;
   closing.add(socket);
   if (socket.writableEnded) return;
+  socket.end();
+  lingerThenDestroy(socket, clock);
+}
+
+/**
+ * For a socket whose write side the gateway has ended: discards what still arrives and destroys
+ * it when the client has closed its side, {@link DISCARD_MAX_BYTES} have arrived or
+ * {@link DISCARD_MAX_MS} have passed, whichever comes first. A stream the hub ends (drain, shed,
+ * token expiry) goes this way too: a client that never closes its side would otherwise hold the
+ * socket until shutdown.
+ */
+export function lingerThenDestroy(socket: Socket, clock: Clock): void {
+  if (socket.destroyed) return;
   let discarded = 0;
   const timer = clock.setTimeout(() => socket.destroy(), DISCARD_MAX_MS);
   socket.once('close', () => clock.clearTimeout(timer));
@@ -53,7 +66,6 @@ export function closeGracefully(socket: Socket, clock: Clock): void {
     discarded += chunk.length;
     if (discarded > DISCARD_MAX_BYTES) socket.destroy();
   });
-  socket.end();
   socket.resume();
 }
 

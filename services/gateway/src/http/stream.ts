@@ -6,6 +6,7 @@ import type { Clock } from '../clock.ts';
 import { countRejection, type Edge } from '../edge.ts';
 import type { Hub } from '../hub/hub.ts';
 import type { StreamTracing } from '../telemetry/tracing.ts';
+import { lingerThenDestroy } from './close.ts';
 import { retryHeaders, singleHeader, writeProblem } from './problem.ts';
 import type { RequestHead } from './request-head.ts';
 
@@ -146,6 +147,8 @@ export async function acceptStream(socket: Socket, req: StreamRequest, deps: Str
       hub.remove(conn);
       decision.ticket.release();
     });
+    // Ended by the hub (drain, shed, token expiry): the client gets a bounded moment to close too.
+    socket.once('finish', () => lingerThenDestroy(socket, deps.clock));
   } catch (err) {
     if (!(err instanceof HeraldError)) deps.onError(err, 'stream');
     edge.stats.connects.rejected++;

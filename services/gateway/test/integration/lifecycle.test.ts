@@ -3,6 +3,7 @@ import { connect } from 'node:net';
 import { describe, it } from 'node:test';
 import { runGatewayToExit, spawnGateway, startGateway } from '@herald/gateway/testing';
 import { connectSse, FakeClock, until } from '@herald/testkit';
+import { DISCARD_MAX_MS } from '../../src/http/close.ts';
 
 describe('heartbeat', () => {
   it('heartbeat - a comment goes only to streams that wrote nothing in the interval, from one shared timer', async (t) => {
@@ -86,6 +87,41 @@ describe('shutdown', () => {
     clock.tick(1);
     await until(() => finished, 'shutdown to complete once the stream is cut off');
     await done;
+  });
+
+  it('shed - a stream the hub ends whose client never closes its side is cut off after 5 s, not held until shutdown', async (t) => {
+    const clock = new FakeClock();
+    const gw = await startGateway({}, { clock });
+    t.after(() => gw.close());
+    // A client that reads everything but never closes its side (allowHalfOpen).
+    const client = connect({ port: Number(new URL(gw.url).port), host: '127.0.0.1', allowHalfOpen: true });
+    t.after(() => client.destroy());
+    client.on('error', () => {});
+    let ended = false;
+    let closed = false;
+    client.on('data', () => {});
+    client.on('end', () => {
+      ended = true;
+    });
+    client.on('close', () => {
+      closed = true;
+    });
+    client.write('GET /v1/stream?topic=shed.me HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    await until(() => gw.gateway.hub.size === 1, 'the stream');
+    const timers = clock.pending;
+    assert.equal(gw.gateway.hub.shed(1, 0), 1);
+    await until(() => ended, 'the gateway to end its side');
+    // The FIN can arrive before the gateway has seen its write side finish and set the bound.
+    await until(() => clock.pending > timers, 'the bound on the half-closed stream to be set');
+    clock.tick(DISCARD_MAX_MS - 1);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(closed, false, 'the client has its moment to close first');
+    clock.tick(1);
+    // Its read side already ended, the client learns the socket is gone when it next sends.
+    await until(() => {
+      if (!closed) client.write('?');
+      return closed;
+    }, 'the gateway to cut the half-closed stream off');
   });
 
   it('process - SIGTERM drains open streams, which end with retry:, and the process exits 0', async () => {
