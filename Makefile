@@ -17,9 +17,10 @@ JETSTREAM := 'packages/testkit/test/nats.test.ts' 'services/*/test/jetstream/**/
 KUBE := 'packages/testkit/test/kube.test.ts'
 CHART := 'charts/*/test/**/*.test.ts'
 CLUSTER := 'packages/testkit/test/cluster.test.ts'
+E2E := 'charts/*/test/**/*.e2e.ts'
 BROWSER := 'services/*/test/browser/**/*.test.ts'
 
-.PHONY: build dist-test image image-test help deps dev run check lint format types unit test integration jetstream browser observability kube-tools kube chart cluster-tools cluster docs docs-check dashboards dashboards-check bench bench-publish clean
+.PHONY: build dist-test image image-test help deps dev run check lint format types unit test integration jetstream browser observability kube-tools kube chart cluster-tools cluster e2e docs docs-check dashboards dashboards-check bench bench-publish clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -106,6 +107,9 @@ cluster-tools: ## Build what the one-node cluster runs: kubelet & co. (tools/kub
 
 cluster: deps cluster-tools image ## A one-node cluster in a network namespace runs a pod (root, cgroups; not in `make test` yet)
 	$(NODE) --test --test-reporter=spec --test-concurrency=1 $(CLUSTER)
+
+e2e: deps kube-tools cluster-tools image ## The chart on the one-node cluster: helm install/test, SSE through the Gateway's HTTPRoute (root; not in `make test` yet)
+	$(NODE) --test --test-reporter=spec --test-concurrency=1 $(E2E)
 
 test: check integration jetstream browser observability kube chart dist-test image-test ## Everything; what CI runs
 
