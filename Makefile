@@ -108,10 +108,10 @@ cluster-tools: ## Build what the one-node cluster runs: kubelet & co. (tools/kub
 cluster: deps cluster-tools image ## A one-node cluster in a network namespace runs a pod (root, cgroups; not in `make test` yet)
 	$(NODE) --test --test-reporter=spec --test-concurrency=1 $(CLUSTER)
 
-e2e: deps kube-tools cluster-tools image ## The chart on the one-node cluster: helm install/test, SSE through the Gateway's HTTPRoute (root; not in `make test` yet)
+e2e: deps kube-tools cluster-tools image ## The chart on the one-node cluster: helm install/test, SSE through the Gateway, release pins, a pod's clients resuming, uninstall (root)
 	$(NODE) --test --test-reporter=spec --test-concurrency=1 $(E2E)
 
-test: check integration jetstream browser observability kube chart dist-test image-test ## Everything; what CI runs
+test: check integration jetstream browser observability kube chart dist-test image-test e2e ## Everything; what CI runs
 
 docs: deps ## Regenerate the settings table in README.md
 	$(NODE) tools/settings-doc.ts --write
