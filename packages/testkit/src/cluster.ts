@@ -2,7 +2,6 @@ import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,6 +47,7 @@ import {
 } from './cluster-host.ts';
 import { type Identity, kubeconfig, makePki, type Pki } from './cluster-pki.ts';
 import { writeTargets } from './cluster-targets.ts';
+import { type KubeResponse, kubeApiRequest } from './kube-api.ts';
 import { LineLog } from './log-lines.ts';
 import { budget, type Supervised, startProcess, waitWhileRunning } from './process.ts';
 import { prometheusDir } from './prometheus.ts';
@@ -105,12 +105,8 @@ export interface ClusterOptions {
   readonly readyTimeoutMs?: number;
 }
 
-export interface ClusterResponse {
-  readonly status: number;
-  readonly body: string;
-  /** `body` parsed as JSON (undefined when it is not JSON). */
-  readonly json: unknown;
-}
+/** An API server's answer: the body as text and, when it is JSON, parsed. */
+export type ClusterResponse = KubeResponse;
 
 export interface Cluster {
   /** Admin kubeconfig (group system:masters) for the test side: its server is the bridged 127.0.0.1 port. */
@@ -436,7 +432,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     const admin = pki.get('admin');
     const tls = { ca: pki.ca, cert: admin.cert, key: admin.key };
     const request = (method: string, path: string, body?: unknown, contentType?: string) =>
-      apiRequest(server, tls, method, path, body, contentType);
+      kubeApiRequest(server, tls, method, path, body, contentType);
     const adminKubeconfig = join(l.kubeconfigs, 'admin-host.kubeconfig');
     writeFileSync(adminKubeconfig, kubeconfig(server, pki.ca, 'herald-admin', admin), { mode: 0o600 });
     const kubectlAsAdmin = (args: readonly string[], input?: string) =>
@@ -768,46 +764,5 @@ function unixGet(socketPath: string, path: string): Promise<{ status: number; bo
     req.on('timeout', () => req.destroy(new Error('no answer in 2 s')));
     req.on('error', (e) => resolve({ status: 0, body: e.message }));
     req.end();
-  });
-}
-
-function apiRequest(
-  server: string,
-  tls: { ca: string; cert: string; key: string },
-  method: string,
-  path: string,
-  body?: unknown,
-  contentType?: string,
-): Promise<ClusterResponse> {
-  const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (payload !== undefined) {
-    headers['content-type'] =
-      contentType ?? (typeof body === 'string' ? 'application/yaml' : 'application/json');
-    headers['content-length'] = String(Buffer.byteLength(payload));
-  }
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(
-      new URL(path, server),
-      { method, headers, ...tls, agent: false, timeout: 10_000 },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', reject);
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, body: text, json });
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer in 10 s`)));
-    req.on('error', reject);
-    req.end(payload);
   });
 }

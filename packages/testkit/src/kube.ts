@@ -1,11 +1,12 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { request as httpsRequest } from 'node:https';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { kubeconfig as kubeconfigFor, makePki } from './cluster-pki.ts';
 import { reservePorts } from './free-ports.ts';
+import { type KubeResponse, kubeApiRequest } from './kube-api.ts';
 import { LineLog } from './log-lines.ts';
 import {
   type Budget,
@@ -41,7 +42,7 @@ const HOST = '127.0.0.1';
 const POLL_MAX_MS = 200;
 const MAX_LOG_LINES = 5_000;
 const START_ATTEMPTS = 3;
-const execFileAsync = promisify(execFile);
+const _execFileAsync = promisify(execFile);
 
 let binDir: string | undefined;
 let crdDir: string | undefined;
@@ -86,12 +87,7 @@ export interface ControlPlaneOptions {
   readonly readyTimeoutMs?: number;
 }
 
-export interface KubeResponse {
-  readonly status: number;
-  readonly body: string;
-  /** `body` parsed as JSON (undefined when it is not JSON). */
-  readonly json: unknown;
-}
+export type { KubeResponse };
 
 export interface ControlPlane {
   /** Path of a kubeconfig (JSON, which is YAML) for the admin user, credentials embedded; for helm/kubectl. */
@@ -153,8 +149,12 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     err instanceof ProcessError && err.exit !== undefined && err.addressInUse;
 
   try {
-    const pki = await makeCredentials(join(root, 'pki'));
-    const tls = { ca: pki.ca, cert: pki.adminCert, key: pki.adminKey };
+    const pki = await makePki(join(root, 'pki'), [
+      { name: 'serving', cn: '127.0.0.1', sans: ['IP:127.0.0.1', 'DNS:localhost'] },
+      { name: 'admin', cn: 'herald-admin', groups: ['system:masters'] },
+    ]);
+    const admin = pki.get('admin');
+    const tls = { ca: pki.ca, cert: admin.cert, key: admin.key };
     for (let attempt = 1; ; attempt++) {
       const [etcdPort, apiPort] = await reservePorts(2);
       const etcd = launch('etcd', [
@@ -187,9 +187,9 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       const apiserver = launch('kube-apiserver', [
         `--etcd-servers=http://${HOST}:${etcdPort}`,
         `--cert-dir=${join(root, 'cert')}`,
-        `--tls-cert-file=${pki.files.servingCert}`,
-        `--tls-private-key-file=${pki.files.servingKey}`,
-        `--client-ca-file=${pki.files.ca}`,
+        `--tls-cert-file=${pki.get('serving').certFile}`,
+        `--tls-private-key-file=${pki.get('serving').keyFile}`,
+        `--client-ca-file=${pki.caFile}`,
         `--secure-port=${apiPort}`,
         `--bind-address=${HOST}`,
         '--service-cluster-ip-range=10.0.0.0/24',
@@ -197,14 +197,14 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         '--authorization-mode=RBAC',
         '--disable-admission-plugins=ServiceAccount',
         `--service-account-issuer=${server}`,
-        `--service-account-key-file=${pki.files.saPub}`,
-        `--service-account-signing-key-file=${pki.files.saKey}`,
+        `--service-account-key-file=${pki.saPubFile}`,
+        `--service-account-signing-key-file=${pki.saKeyFile}`,
         ...(opts.apiserverArgs ?? []),
       ]);
       try {
         await apiserver.waitUntil(
           async () => {
-            const res = await kubeRequest(server, tls, 'GET', '/readyz');
+            const res = await kubeApiRequest(server, tls, 'GET', '/readyz');
             const failing = res.body
               .trim()
               .split('\n')
@@ -229,31 +229,17 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       }
 
       const request = (method: string, path: string, body?: unknown) =>
-        kubeRequest(server, tls, method, path, body);
+        kubeApiRequest(server, tls, method, path, body);
       if (crds !== undefined) await installCrds(crds, request, apiserver, etcd, b);
 
       const kubeconfig = join(root, 'kubeconfig');
-      const b64 = (s: string) => Buffer.from(s).toString('base64');
-      const config = {
-        apiVersion: 'v1',
-        kind: 'Config',
-        clusters: [{ name: 'herald-test', cluster: { server, 'certificate-authority-data': b64(pki.ca) } }],
-        users: [
-          {
-            name: 'herald-admin',
-            user: { 'client-certificate-data': b64(pki.adminCert), 'client-key-data': b64(pki.adminKey) },
-          },
-        ],
-        contexts: [{ name: 'herald-test', context: { cluster: 'herald-test', user: 'herald-admin' } }],
-        'current-context': 'herald-test',
-      };
-      await writeFile(kubeconfig, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+      await writeFile(kubeconfig, kubeconfigFor(server, pki.ca, 'herald-admin', admin), { mode: 0o600 });
       return {
         kubeconfig,
         server,
         ca: pki.ca,
-        adminCert: pki.adminCert,
-        adminKey: pki.adminKey,
+        adminCert: admin.cert,
+        adminKey: admin.key,
         pids: { etcd: etcd.pid ?? -1, apiserver: apiserver.pid ?? -1 },
         request,
         logs: () => log.text(),
@@ -267,155 +253,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
 }
 
 // ---------------------------------------------------------------------------------------------
-// Credentials, with openssl (node's crypto makes keys but cannot issue X.509 certificates).
-
-const OPENSSL_CONFIG = `[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign,digitalSignature
-subjectKeyIdentifier = hash
-[serving]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1,DNS:localhost
-authorityKeyIdentifier = keyid
-[client]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = clientAuth
-authorityKeyIdentifier = keyid
-`;
-
-async function openssl(dir: string, args: string[]): Promise<void> {
-  try {
-    await execFileAsync('openssl', args, { cwd: dir });
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException & { stderr?: string };
-    if (e.code === 'ENOENT') {
-      throw new Error('openssl is needed to make test certificates; install it (apt-get install openssl)');
-    }
-    throw new Error(`openssl ${args.join(' ')} failed: ${e.stderr ?? e.message}`);
-  }
-}
-
-async function makeCredentials(dir: string) {
-  await mkdir(dir, { mode: 0o700 });
-  await writeFile(join(dir, 'openssl.cnf'), OPENSSL_CONFIG);
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-noenc'];
-  const common = ['-config', 'openssl.cnf', '-days', '2'];
-  await openssl(dir, [
-    'req',
-    '-x509',
-    ...ec,
-    ...common,
-    '-extensions',
-    'ca',
-    '-subj',
-    '/CN=herald-test-ca',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-  ]);
-  const leaf = (name: string, subj: string, ext: string) =>
-    openssl(dir, [
-      'req',
-      '-x509',
-      ...ec,
-      ...common,
-      '-CA',
-      'ca.crt',
-      '-CAkey',
-      'ca.key',
-      '-extensions',
-      ext,
-      '-subj',
-      subj,
-      '-keyout',
-      `${name}.key`,
-      '-out',
-      `${name}.crt`,
-    ]);
-  await Promise.all([
-    leaf('serving', '/CN=127.0.0.1', 'serving'),
-    leaf('admin', '/O=system:masters/CN=herald-admin', 'client'),
-    openssl(dir, [
-      'genpkey',
-      '-algorithm',
-      'EC',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-out',
-      'sa.key',
-    ]).then(() => openssl(dir, ['pkey', '-in', 'sa.key', '-pubout', '-out', 'sa.pub'])),
-  ]);
-  const files = {
-    ca: join(dir, 'ca.crt'),
-    servingCert: join(dir, 'serving.crt'),
-    servingKey: join(dir, 'serving.key'),
-    saKey: join(dir, 'sa.key'),
-    saPub: join(dir, 'sa.pub'),
-  };
-  return {
-    files,
-    ca: await readFile(files.ca, 'utf8'),
-    adminCert: await readFile(join(dir, 'admin.crt'), 'utf8'),
-    adminKey: await readFile(join(dir, 'admin.key'), 'utf8'),
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
 // The API.
-
-interface Tls {
-  readonly ca: string;
-  readonly cert: string;
-  readonly key: string;
-}
-
-function kubeRequest(
-  server: string,
-  tls: Tls,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<KubeResponse> {
-  const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (payload !== undefined) {
-    headers['content-type'] = typeof body === 'string' ? 'application/yaml' : 'application/json';
-    headers['content-length'] = String(Buffer.byteLength(payload));
-  }
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(
-      new URL(path, server),
-      { method, headers, ...tls, agent: false, timeout: 10_000 },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', reject);
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, body: text, json });
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer in 10 s`)));
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
 
 type Requester = (method: string, path: string, body?: unknown) => Promise<KubeResponse>;
 
